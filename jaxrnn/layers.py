@@ -1,0 +1,220 @@
+"""Layers: stacks of cells over time, bidirectional, residual, dropout, trainable initial state.
+
+:class:`StackedRNN` runs ``num_layers`` copies of one cell configuration with :func:`jaxrnn.scan`.
+The first layer sees the input size D; later layers see ``cell.output_size * num_directions``.
+
+Dropout (all with an explicit ``key`` and a ``train`` switch; nothing happens when
+``train=False``; kept units are scaled by 1 / (1 - p)):
+
+- ``dropout``: on the outputs of every layer except the last, as ``torch.nn.LSTM``'s dropout;
+  a fresh mask per time step, or with ``locked_dropout=True`` one mask per sequence shared by all
+  time steps (Gal & Ghahramani 2016; "locked dropout" of Merity et al. 2018).
+- ``recurrent_dropout``: variational dropout on the recurrent connection, one mask per sequence
+  on h_{t-1} where it enters the recurrent matmuls, inside the recurrence (Gal & Ghahramani 2016).
+
+Parameters: ``{"layers": [{"fwd": cell_params, "bwd": cell_params}, ...],
+"initial": [{"fwd": carry, "bwd": carry}, ...]}`` ("bwd" only when bidirectional, "initial" only
+with ``learn_initial_state``). The state is a tuple over layers of tuples over directions of the
+cell's carries, each with batch shape (B,).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrnn import _checks
+from jaxrnn.cells.base import Cell, check_carry
+from jaxrnn.recurrence import Strategy, scan
+
+State = tuple[tuple[Any, ...], ...]
+
+
+def dropout(key: jax.Array, rate: float, x: jax.Array, *, broadcast_time: bool = False):
+    """Inverted dropout on x [B, T, F]; ``broadcast_time`` shares one mask over T."""
+    if rate <= 0.0:
+        return x
+    shape = (x.shape[0], 1, x.shape[2]) if broadcast_time else x.shape
+    keep = jax.random.bernoulli(key, 1.0 - rate, shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
+
+
+@dataclasses.dataclass(frozen=True)
+class StackedRNN:
+    """A stack of recurrent layers built from one cell configuration.
+
+    Attributes:
+      cell: the cell of every layer (``jaxrnn.LSTM(650)``, ``jaxrnn.GRU(128)``, ...).
+      num_layers: number of stacked layers.
+      bidirectional: run a second, reversed copy of each layer and concatenate the outputs.
+      residual: add each layer's input to its output (layers after the first; sizes must agree).
+      dropout: dropout rate between layers (see the module docstring).
+      locked_dropout: one between-layer dropout mask per sequence instead of per step.
+      recurrent_dropout: variational dropout rate on h_{t-1}.
+      learn_initial_state: make the initial carry a trainable parameter.
+      strategy, unroll: passed to :func:`jaxrnn.scan`.
+    """
+
+    cell: Cell
+    num_layers: int = 1
+    bidirectional: bool = False
+    residual: bool = False
+    dropout: float = 0.0
+    locked_dropout: bool = False
+    recurrent_dropout: float = 0.0
+    learn_initial_state: bool = False
+    strategy: Strategy = "auto"
+    unroll: int = 1
+
+    def __post_init__(self):
+        _checks.check_positive_int("StackedRNN", "num_layers", self.num_layers)
+        for name in ("dropout", "recurrent_dropout"):
+            rate = getattr(self, name)
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"StackedRNN: {name} must lie in [0, 1); got {rate}")
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return ("fwd", "bwd") if self.bidirectional else ("fwd",)
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size * len(self.directions)
+
+    def layer_input_size(self, layer: int, input_size: int) -> int:
+        return input_size if layer == 0 else self.output_size
+
+    def init(self, key: jax.Array, input_size: int) -> dict[str, Any]:
+        _checks.check_positive_int("StackedRNN.init", "input_size", input_size)
+        layers = []
+        for layer in range(self.num_layers):
+            keys = jax.random.split(jax.random.fold_in(key, layer), len(self.directions))
+            d = self.layer_input_size(layer, input_size)
+            layers.append(
+                {name: self.cell.init(k, d) for name, k in zip(self.directions, keys, strict=True)}
+            )
+        params: dict[str, Any] = {"layers": layers}
+        if self.learn_initial_state:
+            params["initial"] = [
+                {name: self.cell.initial_carry(p) for name, p in lp.items()} for lp in layers
+            ]
+        return params
+
+    def initial_state(self, params, batch_size: int) -> State:
+        """Zeros, or the trainable initial state broadcast to the batch."""
+        if self.learn_initial_state:
+            return tuple(
+                tuple(
+                    jax.tree.map(
+                        lambda c: jnp.broadcast_to(c, (batch_size, *c.shape)), init[name]
+                    )
+                    for name in self.directions
+                )
+                for init in params["initial"]
+            )
+        return tuple(
+            tuple(self.cell.initial_carry(lp[name], (batch_size,)) for name in self.directions)
+            for lp in params["layers"]
+        )
+
+    def _check(self, where, params, xs, state, batch_size):
+        if len(params["layers"]) != self.num_layers:
+            raise ValueError(
+                f"{where}: params has {len(params['layers'])} layers; expected {self.num_layers}"
+            )
+        if state is not None:
+            like = jax.eval_shape(lambda p: self.initial_state(p, batch_size), params)
+            _checks.check_tree_like(where, "initial_state", state, like)
+
+    def apply(
+        self,
+        params,
+        xs: jax.Array,
+        initial_state: State | None = None,
+        *,
+        lengths: jax.Array | None = None,
+        resets: jax.Array | None = None,
+        key: jax.Array | None = None,
+        train: bool = False,
+        time_major: bool = False,
+    ) -> tuple[jax.Array, State]:
+        """Runs the stack over xs [B, T, D] ([T, B, D] if time_major).
+
+        Returns ``(ys, final_state)`` with ys [B, T, output_size] (the last layer's outputs,
+        zero past each length) and the final carry of every layer and direction.
+        """
+        where = "StackedRNN.apply"
+        _checks.check_float(where, "xs", xs)
+        if np.ndim(xs) != 3:
+            raise ValueError(
+                f"{where}: xs has shape {tuple(np.shape(xs))}; expected "
+                + ("[T, B, input_size]" if time_major else "[B, T, input_size]")
+            )
+        if time_major:
+            xs = jnp.swapaxes(xs, 0, 1)
+            if resets is not None:
+                resets = resets.T
+        batch = xs.shape[0]
+        self._check(where, params, xs, initial_state, batch)
+        if initial_state is None:
+            initial_state = self.initial_state(params, batch)
+        dropping = train and (self.dropout > 0 or self.recurrent_dropout > 0)
+        if dropping and key is None:
+            raise ValueError(f"{where}: train=True with dropout needs a PRNG key; got key=None")
+
+        finals = []
+        h = xs
+        for layer, lp in enumerate(params["layers"]):
+            outs, carries = [], []
+            for d, name in enumerate(self.directions):
+                h_mask = None
+                if dropping and self.recurrent_dropout > 0:
+                    k = jax.random.fold_in(key, 2 * (layer * 2 + d) + 1)
+                    rate = self.recurrent_dropout
+                    keep = jax.random.bernoulli(k, 1.0 - rate, (batch, self.cell.output_size))
+                    h_mask = keep.astype(h.dtype) / (1.0 - rate)
+                ys, final = scan(
+                    self.cell, lp[name], h, initial_state[layer][d],
+                    lengths=lengths, resets=resets, reverse=(name == "bwd"),
+                    unroll=self.unroll, strategy=self.strategy, h_mask=h_mask,
+                )
+                outs.append(ys)
+                carries.append(final)
+            out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
+            if self.residual and layer > 0:
+                out = out + h
+            finals.append(tuple(carries))
+            if layer < self.num_layers - 1 and dropping and self.dropout > 0:
+                k = jax.random.fold_in(key, 2 * layer * 2)
+                out = dropout(k, self.dropout, out, broadcast_time=self.locked_dropout)
+            h = out
+        if time_major:
+            h = jnp.swapaxes(h, 0, 1)
+        return h, tuple(finals)
+
+    def step(self, params, state: State, x: jax.Array) -> tuple[State, jax.Array]:
+        """One time step of every layer at once, for a batch x [B, D] (sampling, beam search).
+
+        Unidirectional stacks only; no dropout (inference). Returns ``(state, y [B, out])``.
+        """
+        where = "StackedRNN.step"
+        if self.bidirectional:
+            raise ValueError(f"{where}: a bidirectional stack cannot be stepped one step at a time")
+        _checks.check_float(where, "x", x)
+        if np.ndim(x) != 2:
+            raise ValueError(f"{where}: x has shape {tuple(np.shape(x))}; expected [B, input_size]")
+        self._check(where, params, x, state, x.shape[0])
+        new_state = []
+        h = x
+        for layer, lp in enumerate(params["layers"]):
+            check_carry(self.cell, lp["fwd"], state[layer][0], (x.shape[0],), where)
+            carry, y = jax.vmap(self.cell.step, in_axes=(None, 0, 0))(lp["fwd"], state[layer][0], h)
+            if self.residual and layer > 0:
+                y = y + h
+            new_state.append((carry,))
+            h = y
+        return tuple(new_state), h
