@@ -1,0 +1,140 @@
+"""A recurrent language model: embedding -> stacked RNN -> softmax over the vocabulary.
+
+The model of Zaremba, Sutskever & Vinyals, "Recurrent Neural Network Regularization" (2014)::
+
+    e_t = E[w_t]                                   # embedding, size = embed_size
+    h_t = StackedRNN(dropout(e_t))                 # dropout also between the layers
+    p(w_{t+1} | w_<=t) = softmax(W dropout(h_t) + b)
+
+with dropout on every non-recurrent connection (embedding output, between layers, before the
+softmax) and none on the recurrent ones. With ``tie_weights`` the softmax weights are the
+embedding matrix (Press & Wolf, 2017; Inan et al., 2017), which needs embed_size equal to the
+RNN's output size.
+
+``init_scale`` initialises every parameter, embedding and softmax included, uniformly in
+[-init_scale, init_scale] as Zaremba's code does; None leaves the RNN's own initialiser and uses
+U(-0.1, 0.1) for the embedding and the softmax.
+
+Parameters: ``{"embedding": [V, E], "rnn": StackedRNN params, "softmax_w": [V, H_out]
+(absent when tied), "softmax_b": [V]}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrnn import _checks
+from jaxrnn.cells.initializers import Uniform
+from jaxrnn.layers import StackedRNN, State, dropout
+
+
+def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """-log softmax(logits)[target] per position, in float32. logits [..., V], targets [...]."""
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModel:
+    """Embedding -> StackedRNN -> softmax; see the module docstring.
+
+    Attributes:
+      vocab_size: V.
+      rnn: the recurrent stack (its ``dropout`` is the between-layer dropout).
+      embed_size: E (Zaremba et al.: equal to the hidden size).
+      dropout: dropout rate on the embedding output and before the softmax.
+      tie_weights: share the embedding matrix with the softmax weights.
+      init_scale: uniform initialisation range for every parameter (None: see module docs).
+    """
+
+    vocab_size: int
+    rnn: StackedRNN
+    embed_size: int
+    dropout: float = 0.0
+    tie_weights: bool = False
+    init_scale: float | None = None
+
+    def __post_init__(self):
+        if self.tie_weights and self.embed_size != self.rnn.output_size:
+            raise ValueError(
+                f"LanguageModel: tie_weights needs embed_size == rnn.output_size; got "
+                f"embed_size={self.embed_size}, rnn.output_size={self.rnn.output_size}"
+            )
+
+    def init(self, key: jax.Array) -> dict[str, Any]:
+        k_emb, k_rnn, k_w, k_b = jax.random.split(key, 4)
+        scale = 0.1 if self.init_scale is None else self.init_scale
+        uniform = Uniform(scale)
+        rnn = self.rnn
+        if self.init_scale is not None:
+            rnn = dataclasses.replace(
+                rnn, cell=dataclasses.replace(rnn.cell, initializer=uniform)
+            )
+        v, e, h = self.vocab_size, self.embed_size, self.rnn.output_size
+        params = {
+            "embedding": uniform(k_emb, "input", (v, e), h, jnp.float32),
+            "rnn": rnn.init(k_rnn, e),
+            "softmax_b": uniform(k_b, "bias", (v,), h, jnp.float32),
+        }
+        if not self.tie_weights:
+            params["softmax_w"] = uniform(k_w, "input", (v, h), h, jnp.float32)
+        return params
+
+    def initial_state(self, params, batch_size: int) -> State:
+        return self.rnn.initial_state(params["rnn"], batch_size)
+
+    def apply(
+        self,
+        params,
+        tokens: jax.Array,
+        state: State | None = None,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
+        """tokens int [B, T] -> (logits [B, T, V], final state)."""
+        where = "LanguageModel.apply"
+        dtype = getattr(tokens, "dtype", None)
+        if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
+            raise TypeError(f"{where}: tokens has dtype {dtype}; expected integer token ids")
+        if np.ndim(tokens) != 2:
+            raise ValueError(f"{where}: tokens has shape {np.shape(tokens)}; expected [B, T]")
+        if train and self.dropout > 0 and key is None:
+            raise ValueError(f"{where}: train=True with dropout needs a PRNG key; got key=None")
+        k_in, k_rnn, k_out = jax.random.split(key, 3) if key is not None else (None,) * 3
+        x = params["embedding"][tokens]
+        if train:
+            x = dropout(k_in, self.dropout, x)
+        h, state = self.rnn.apply(params["rnn"], x, state, key=k_rnn, train=train)
+        if train:
+            h = dropout(k_out, self.dropout, h)
+        w = params["embedding"] if self.tie_weights else params["softmax_w"]
+        logits = jnp.einsum("bth,vh->btv", h, w) + params["softmax_b"][None, None, :]
+        return logits, state
+
+    def step(self, params, state: State, token: jax.Array) -> tuple[State, jax.Array]:
+        """One token per sequence (int [B]) -> (state, logits [B, V]); for sampling."""
+        _checks.check_int_array("LanguageModel.step", "token", token, (None,))
+        state, h = self.rnn.step(params["rnn"], state, params["embedding"][token])
+        w = params["embedding"] if self.tie_weights else params["softmax_w"]
+        return state, h @ w.T + params["softmax_b"][None, :]
+
+    def loss(
+        self, params, tokens, targets, state=None, *, key=None, train=False
+    ) -> tuple[jax.Array, tuple[State, jax.Array]]:
+        """Zaremba's training loss and the summed token NLL.
+
+        Returns ``(loss, (final_state, nll_sum))`` where ``loss`` is the batch-mean cross entropy
+        SUMMED over the unrolled steps (TensorFlow's sequence_loss averaged across the batch, then
+        reduce_sum, as in the paper's code: lr 1.0 there is T times a per-token-mean lr), and
+        ``nll_sum`` the sum over all B*T tokens (for per-token nats and perplexity).
+        """
+        _checks.check_int_array("LanguageModel.loss", "targets", targets, np.shape(tokens))
+        logits, state = self.apply(params, tokens, state, key=key, train=train)
+        nll = token_cross_entropy(logits, targets)
+        return jnp.sum(jnp.mean(nll, axis=0)), (state, jnp.sum(nll))

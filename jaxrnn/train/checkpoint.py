@@ -1,0 +1,243 @@
+"""Synchronous, crash-safe checkpoints of a state pytree plus JSON metadata (orbax).
+
+Layout under ``directory``: one folder per step, ``<step>/state`` (the arrays, orbax
+``StandardSave``) and ``<step>/metadata`` (a JSON object). Orbax writes a step into
+``<step>.orbax-checkpoint-tmp-<timestamp>/`` and renames it to ``<step>/`` only once every
+item is written, so a process killed mid-save leaves a temporary folder that
+:meth:`Checkpointer.latest_step` never returns (and that is removed the next time a
+:class:`Checkpointer` opens the directory).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+__all__ = ["Checkpointer"]
+
+PyTree = Any
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flushes every file under ``root``, then the folders, then ``root``'s parent."""
+    for dirpath, _, filenames in os.walk(root):
+        for filename in filenames:
+            fd = os.open(os.path.join(dirpath, filename), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    for path in (*[Path(d) for d, _, _ in os.walk(root)], root.parent):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _abstract(tree: PyTree) -> PyTree:
+    """``tree`` with every leaf replaced by a ``jax.ShapeDtypeStruct`` of its shape/dtype."""
+
+    def leaf(x: Any) -> jax.ShapeDtypeStruct:
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return x
+        dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+        return jax.ShapeDtypeStruct(np.shape(x), dtype)
+
+    return jax.tree.map(leaf, tree)
+
+
+class Checkpointer:
+    """A thin synchronous wrapper over ``orbax.checkpoint.CheckpointManager``.
+
+    Example::
+
+        with Checkpointer(out_dir / "checkpoints", max_to_keep=3) as ckpt:
+            ckpt.save(int(state.step), state, {"epoch": 3, "metrics_lines": 120})
+            ...
+            state, meta = ckpt.restore(like=state)   # latest step
+
+    Args:
+        directory: folder for the step folders; created if missing.
+        max_to_keep: keep the newest this many checkpoints (>= 1), deleting older ones
+            after each successful save.
+        fsync: after each save, ``fsync`` the new step's files and folders so the
+            checkpoint also survives a power loss (a killed process cannot lose it
+            either way).
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3,
+                 fsync: bool = True) -> None:
+        if not isinstance(max_to_keep, int) or max_to_keep < 1:
+            raise ValueError(
+                f"Checkpointer: max_to_keep must be a positive int; got {max_to_keep!r}"
+            )
+        self.directory = Path(directory).absolute()
+        self._fsync = fsync
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=ocp.checkpoint_managers.LatestN(n=max_to_keep),
+            enable_async_checkpointing=False,
+            cleanup_tmp_directories=True,
+            create=True,
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=options,
+            item_handlers={
+                "state": ocp.StandardCheckpointHandler(),
+                "metadata": ocp.JsonCheckpointHandler(),
+            },
+        )
+
+    def save(self, step: int, state: PyTree, metadata: dict[str, Any]) -> None:
+        """Writes ``state`` and ``metadata`` as checkpoint ``step`` and waits until done.
+
+        When this returns, the checkpoint is complete on disk (renamed from its temporary
+        folder) and :meth:`latest_step` returns ``step``.
+
+        Args:
+            step: a non-negative step number, greater than every saved one.
+            state: a pytree of arrays (``None`` leaves and empty containers allowed).
+            metadata: a JSON-serialisable dict (floats round-trip exactly).
+
+        Raises:
+            ValueError: if ``step`` is negative or not newer than the latest checkpoint.
+            TypeError: if ``metadata`` is not a dict.
+        """
+        if not isinstance(step, int | np.integer) or step < 0:
+            raise ValueError(f"Checkpointer.save: step must be an int >= 0; got {step!r}")
+        if not isinstance(metadata, dict):
+            raise TypeError(
+                f"Checkpointer.save: metadata must be a JSON-serialisable dict; got "
+                f"{type(metadata).__name__}"
+            )
+        latest = self.latest_step()
+        if latest is not None and step <= latest:
+            raise ValueError(
+                f"Checkpointer.save: step={step} is not newer than the latest checkpoint "
+                f"{latest} in {self.directory}"
+            )
+        self._manager.save(
+            int(step),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                metadata=ocp.args.JsonSave(metadata),
+            ),
+            force=True,
+        )
+        self._manager.wait_until_finished()
+        self._manager.check_for_errors()
+        if self._fsync:
+            _fsync_tree(self.directory / str(int(step)))
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step, or ``None`` if there is none."""
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """Steps of all complete checkpoints, ascending."""
+        return sorted(self._manager.all_steps())
+
+    def restore(self, step: int | None = None, *, like: PyTree) -> tuple[PyTree, dict[str, Any]]:
+        """Reads checkpoint ``step`` (default: the latest) into the structure of ``like``.
+
+        Args:
+            step: which checkpoint; ``None`` for :meth:`latest_step`.
+            like: a pytree with the target structure, shapes and dtypes: real arrays or
+                ``jax.ShapeDtypeStruct`` leaves (e.g. a freshly initialised state, or
+                ``jax.eval_shape`` of its constructor). Nothing is read from its values.
+
+        Returns:
+            ``(state, metadata)``: ``state`` has ``like``'s tree structure with arrays of
+            the same shapes and dtypes, bitwise equal to what was saved.
+
+        Raises:
+            FileNotFoundError: if there is no checkpoint (or none at ``step``).
+            ValueError: if the saved arrays' shapes or dtypes or the tree differ from
+                ``like``.
+        """
+        if step is None:
+            step = self.latest_step()
+            if step is None:
+                raise FileNotFoundError(
+                    f"Checkpointer.restore: no checkpoint in {self.directory}"
+                )
+        elif step not in self._manager.all_steps():
+            raise FileNotFoundError(
+                f"Checkpointer.restore: no checkpoint for step={step} in {self.directory}; "
+                f"saved steps: {self.all_steps()}"
+            )
+        abstract = _abstract(like)
+        self._check_matches(step, abstract)
+        try:
+            restored = self._manager.restore(
+                int(step),
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract),
+                    metadata=ocp.args.JsonRestore(),
+                ),
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(
+                f"Checkpointer.restore: checkpoint {step} in {self.directory} does not "
+                f"match the structure of like: {err}"
+            ) from err
+        state = restored.state
+        want_leaves, want_def = jax.tree.flatten(abstract)
+        got_leaves, got_def = jax.tree.flatten(state)
+        if got_def != want_def:
+            raise ValueError(
+                f"Checkpointer.restore: checkpoint {step} has tree {got_def}; expected "
+                f"{want_def} (from like)"
+            )
+        for path_leaf, want, got in zip(
+            jax.tree_util.tree_leaves_with_path(abstract), want_leaves, got_leaves, strict=True
+        ):
+            if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
+                raise ValueError(
+                    f"Checkpointer.restore: leaf {jax.tree_util.keystr(path_leaf[0])} of "
+                    f"checkpoint {step} has shape {tuple(got.shape)} dtype {got.dtype}; "
+                    f"expected shape {tuple(want.shape)} dtype {want.dtype} (from like)"
+                )
+        return jax.tree.unflatten(want_def, got_leaves), dict(restored.metadata)
+
+    def _check_matches(self, step: int, abstract: PyTree) -> None:
+        """Raises before reading if the saved arrays differ from ``abstract`` (orbax would
+        otherwise silently cast a different dtype)."""
+        saved = {
+            leaf.name: (tuple(leaf.shape), np.dtype(leaf.dtype))
+            for leaf in jax.tree.leaves(self._manager.item_metadata(step)["state"].tree)
+        }
+        names = jax.tree.leaves(ocp.tree.get_param_names(abstract, include_empty_nodes=False))
+        wanted = {
+            name: (tuple(leaf.shape), np.dtype(leaf.dtype))
+            for name, leaf in zip(names, jax.tree.leaves(abstract), strict=True)
+        }
+        if set(saved) != set(wanted):
+            raise ValueError(
+                f"Checkpointer.restore: checkpoint {step} in {self.directory} holds arrays "
+                f"{sorted(saved)}; like has {sorted(wanted)} (missing from the checkpoint: "
+                f"{sorted(set(wanted) - set(saved))}, extra: {sorted(set(saved) - set(wanted))})"
+            )
+        for name, (shape, dtype) in wanted.items():
+            if saved[name] != (shape, dtype):
+                raise ValueError(
+                    f"Checkpointer.restore: array {name!r} of checkpoint {step} has shape "
+                    f"{saved[name][0]} dtype {saved[name][1]}; expected shape {shape} dtype "
+                    f"{dtype} (from like)"
+                )
+
+    def close(self) -> None:
+        """Waits for pending work and releases orbax's resources."""
+        self._manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
