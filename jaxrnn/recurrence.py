@@ -13,15 +13,20 @@ it knows nothing about LSTMs or GRUs. Semantics, for each sequence b of the batc
   stream), so the carry returns to the initial carry before step t. With ``reverse=True`` the
   same boundary is honoured from the other side (the carry resets before ``x_{t-1}``).
 
-Two strategies compute the same function (a test checks it on the same weights):
+Three strategies compute the same function (tests check it on the same weights):
 
 - ``"in_loop"``: ``cell.step`` at each step (input projection inside the loop).
 - ``"hoisted"``: the input projection of all time steps first, as one large matmul, then the
   sequential ``cell.recurrent_step`` only.
 
-``"auto"`` picks per backend: measured on a 2-core CPU, hoisting alone was not faster, so the CPU
-keeps the projection in the loop; GPUs and TPUs hoist it (fewer, larger matmuls).
-Both strategies support reverse- and forward-mode AD (``jax.grad``, ``jax.jvp``).
+- ``"fused"``: for a plain LSTM or a reset-after GRU, the hoisted projection plus a hand-written
+  backward pass (:mod:`jaxrnn.fused`) whose backward loop does only the sequential work and
+  computes the weight gradients afterwards as large matmuls. Reverse-mode AD only: ``jax.jvp``
+  needs "in_loop" or "hoisted". Other cells, or ``resets``, fall back to "hoisted".
+
+``"auto"`` uses "fused" where it applies; otherwise, on a CPU, the projection stays in the loop
+(measured on a 2-core CPU, hoisting alone was not faster) and GPUs and TPUs hoist it.
+"in_loop" and "hoisted" support reverse- and forward-mode AD (``jax.grad``, ``jax.jvp``).
 """
 
 from __future__ import annotations
@@ -32,18 +37,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn import _checks
+from jaxrnn import _checks, fused
 from jaxrnn.cells.base import check_carry, input_size_of
 
-Strategy = Literal["auto", "in_loop", "hoisted"]
+Strategy = Literal["auto", "in_loop", "hoisted", "fused"]
 
 
-def resolve_strategy(strategy: Strategy) -> Literal["in_loop", "hoisted"]:
-    """Maps "auto" to a concrete strategy for the default backend."""
+def resolve_strategy(
+    strategy: Strategy, cell=None, resets=None
+) -> Literal["in_loop", "hoisted", "fused"]:
+    """Maps a requested strategy to the one that runs for this cell and these arguments.
+
+    "fused" (and "auto" where it is available) runs the custom-VJP path of
+    :mod:`jaxrnn.fused` for a plain LSTM or a reset-after GRU without ``resets``; other cells,
+    or ``resets``, fall back to "hoisted" ("fused") or the backend default ("auto").
+    """
+    if strategy not in ("auto", "in_loop", "hoisted", "fused"):
+        raise ValueError(
+            f"strategy={strategy!r}; expected 'auto', 'in_loop', 'hoisted' or 'fused'"
+        )
+    fusable = cell is not None and resets is None and fused.supports(cell)
+    if strategy == "fused":
+        return "fused" if fusable else "hoisted"
     if strategy == "auto":
+        if fusable:
+            return "fused"
         return "in_loop" if jax.default_backend() == "cpu" else "hoisted"
-    if strategy not in ("in_loop", "hoisted"):
-        raise ValueError(f"strategy={strategy!r}; expected 'auto', 'in_loop' or 'hoisted'")
     return strategy
 
 
@@ -174,7 +193,10 @@ def scan(
             resets = resets.T
     if h_mask is not None:
         _checks.check_shape(where, "h_mask", h_mask, (batch, cell.output_size))
-    hoisted = resolve_strategy(strategy) == "hoisted"
+    chosen = resolve_strategy(strategy, cell, resets)
+    if chosen == "fused":
+        return _scan_fused(cell, params, xs, carry, lengths, h_mask, reverse, time_major)
+    hoisted = chosen == "hoisted"
 
     if time_major:
         xs = jnp.swapaxes(xs, 0, 1)
@@ -188,6 +210,30 @@ def scan(
     axes = (0, 0, None if lengths is None else 0, None if resets is None else 0,
             None if h_mask is None else 0)
     final, ys = jax.vmap(one, in_axes=axes)(xs, carry, lengths, resets, h_mask)
+    if time_major:
+        ys = jnp.swapaxes(ys, 0, 1)
+    return ys, final
+
+
+def _scan_fused(cell, params, xs, carry, lengths, h_mask, reverse, time_major):
+    """The fused path on the whole batch: reversal by a gather, masks from lengths."""
+    if time_major:
+        xs = jnp.swapaxes(xs, 0, 1)
+    batch, steps, _ = xs.shape
+    idx = None
+    if reverse:
+        if lengths is None:
+            xs = xs[:, ::-1]
+        else:
+            idx = jax.vmap(_reverse_index, in_axes=(None, 0))(steps, lengths)
+            xs = jnp.take_along_axis(xs, idx[:, :, None], axis=1)
+    valid = None
+    if lengths is not None:
+        valid = jnp.arange(steps)[:, None] < lengths[None, :]
+    ys, final = fused.fused_scan(cell, params, jnp.swapaxes(xs, 0, 1), carry, valid, h_mask)
+    ys = jnp.swapaxes(ys, 0, 1)
+    if reverse:
+        ys = ys[:, ::-1] if idx is None else jnp.take_along_axis(ys, idx[:, :, None], axis=1)
     if time_major:
         ys = jnp.swapaxes(ys, 0, 1)
     return ys, final

@@ -1,0 +1,232 @@
+"""Fused LSTM and GRU layers with a hand-written backward pass (``jax.custom_vjp``).
+
+Reverse-mode AD of ``lax.scan`` over a cell does, at every backward step, both the sequential
+work (dh_{t-1} = dz_t W_hh) and the weight-gradient work (dW_hh += dz_t^T h_{t-1}), the latter as
+many small matmuls and a growing accumulation in the loop's carry. Here the backward scan does
+only the sequential part; the weight gradients are computed after it as a few large matmuls over
+all T*B rows::
+
+    dW_hh = sum_t dz_t^T h_{t-1}       dW_ih = sum_t dz_t^T x_t       db = sum_t dz_t
+    dx_t  = dz_t W_ih
+
+The forward pass hoists the input projection of all time steps into one matmul
+(xp = x W_ih^T + b_ih + b_hh) and keeps the gate activations and cell states for the backward.
+
+Equations: exactly :class:`jaxrnn.LSTM` (gate order i, f, g, o; forget_bias) and
+:class:`jaxrnn.GRU` with ``reset_after=True``; masks for ``lengths`` (outputs zero, carry frozen
+past each length) and variational ``h_mask`` behave as in :func:`jaxrnn.scan`. Tests check values
+and gradients against the plain per-step formulation on the same weights.
+
+Forward-mode AD (``jax.jvp``) is not available on this path (``custom_vjp``); use
+``strategy="in_loop"`` or ``"hoisted"`` for it. No gradient flows to ``h_mask``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxrnn.cells.gru import GRU, GRUState
+from jaxrnn.cells.lstm import LSTM, LSTMState
+
+
+def supports(cell) -> bool:
+    """True when ``cell`` has a fused implementation (plain float LSTM / cuDNN-style GRU)."""
+    if type(cell) is LSTM:
+        return cell.proj_size == 0 and cell.compute_dtype is None
+    if type(cell) is GRU:
+        return cell.reset_after and cell.compute_dtype is None
+    return False
+
+
+def _bias(params, cell) -> jax.Array:
+    if cell.use_bias:
+        return params["b_ih"] + params["b_hh"]
+    return jnp.zeros((params["w_ih"].shape[0],), params["w_ih"].dtype)
+
+
+def _project(xs, w_ih, b):
+    return jnp.einsum("tbd,gd->tbg", xs, w_ih) + b[None, None, :]
+
+
+def _freeze(valid_t, new, old):
+    """Keep ``old`` where the step is padding (valid_t False); valid_t is [B]."""
+    return jnp.where(valid_t[:, None], new, old)
+
+
+# ----------------------------------------------------------------------------------------- LSTM
+
+
+@functools.cache
+def _lstm_fn(forget_bias: float):
+    def forward(w_ih, w_hh, b, xs, h0, c0, valid, mask):
+        xp = _project(xs, w_ih, b)
+
+        def body(carry, inp):
+            h, c = carry
+            x_t, v_t = inp
+            h_in = h if mask is None else h * mask
+            z = x_t + h_in @ w_hh.T
+            zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
+            i, f = jax.nn.sigmoid(zi), jax.nn.sigmoid(zf + forget_bias)
+            g, o = jnp.tanh(zg), jax.nn.sigmoid(zo)
+            c_new = f * c + i * g
+            h_new = o * jnp.tanh(c_new)
+            y = h_new
+            if v_t is not None:
+                c_new, h_new = _freeze(v_t, c_new, c), _freeze(v_t, h_new, h)
+                y = _freeze(v_t, y, jnp.zeros_like(y))
+            return (h_new, c_new), (y, jnp.concatenate([i, f, g, o], -1), c_new, h)
+
+        (h_t, c_t), (ys, gates, cs, hprev) = jax.lax.scan(body, (h0, c0), (xp, valid))
+        return (ys, h_t, c_t), (gates, cs, hprev)
+
+    @jax.custom_vjp
+    def run(w_ih, w_hh, b, xs, h0, c0, valid, mask):
+        return forward(w_ih, w_hh, b, xs, h0, c0, valid, mask)[0]
+
+    def fwd(w_ih, w_hh, b, xs, h0, c0, valid, mask):
+        out, (gates, cs, hprev) = forward(w_ih, w_hh, b, xs, h0, c0, valid, mask)
+        return out, (w_ih, w_hh, xs, c0, valid, mask, gates, cs, hprev)
+
+    def bwd(res, cotangents):
+        w_ih, w_hh, xs, c0, valid, mask, gates, cs, hprev = res
+        dys, dh_t, dc_t = cotangents
+        cprev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+
+        def body(carry, inp):
+            dh, dc = carry
+            dy, gt, c, c_p, v_t = inp
+            if v_t is not None:
+                dy = _freeze(v_t, dy, jnp.zeros_like(dy))
+            dh = dh + dy
+            i, f, g, o = jnp.split(gt, 4, axis=-1)
+            tc = jnp.tanh(c)
+            dct = dc + dh * o * (1.0 - tc * tc)
+            dz = jnp.concatenate(
+                [
+                    dct * g * i * (1.0 - i),
+                    dct * c_p * f * (1.0 - f),
+                    dct * i * (1.0 - g * g),
+                    dh * tc * o * (1.0 - o),
+                ],
+                axis=-1,
+            )
+            dh_prev = dz @ w_hh
+            if mask is not None:
+                dh_prev = dh_prev * mask
+            dc_prev = dct * f
+            if v_t is not None:
+                dz = _freeze(v_t, dz, jnp.zeros_like(dz))
+                dh_prev, dc_prev = _freeze(v_t, dh_prev, dh), _freeze(v_t, dc_prev, dc)
+            return (dh_prev, dc_prev), dz
+
+        (dh0, dc0), dz = jax.lax.scan(
+            body, (dh_t, dc_t), (dys, gates, cs, cprev, valid), reverse=True
+        )
+        h_in = hprev if mask is None else hprev * mask[None]
+        dw_hh = jnp.einsum("tbg,tbh->gh", dz, h_in)
+        dw_ih = jnp.einsum("tbg,tbd->gd", dz, xs)
+        dxs = jnp.einsum("tbg,gd->tbd", dz, w_ih)
+        return dw_ih, dw_hh, jnp.sum(dz, axis=(0, 1)), dxs, dh0, dc0, None, None
+
+    run.defvjp(fwd, bwd)
+    return run
+
+
+# ------------------------------------------------------------------------------------------ GRU
+
+
+def _gru_forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
+    xp = _project(xs, w_ih, b_ih)
+
+    def body(h, inp):
+        x_t, v_t = inp
+        h_in = h if mask is None else h * mask
+        hp = h_in @ w_hh.T + b_hh[None, :]
+        xr, xz, xn = jnp.split(x_t, 3, axis=-1)
+        hr, hz, hn = jnp.split(hp, 3, axis=-1)
+        r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * hn)
+        h_new = (1.0 - z) * n + z * h
+        y = h_new
+        if v_t is not None:
+            h_new = _freeze(v_t, h_new, h)
+            y = _freeze(v_t, y, jnp.zeros_like(y))
+        return h_new, (y, jnp.concatenate([r, z, n, hn], -1), h)
+
+    h_t, (ys, acts, hprev) = jax.lax.scan(body, h0, (xp, valid))
+    return (ys, h_t), (acts, hprev)
+
+
+@jax.custom_vjp
+def _gru_run(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
+    return _gru_forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask)[0]
+
+
+def _gru_fwd(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
+    out, (acts, hprev) = _gru_forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask)
+    return out, (w_ih, w_hh, xs, valid, mask, acts, hprev)
+
+
+def _gru_bwd(res, cotangents):
+    w_ih, w_hh, xs, valid, mask, acts, hprev = res
+    dys, dh_t = cotangents
+
+    def body(dh, inp):
+        dy, act, h_p, v_t = inp
+        if v_t is not None:
+            dy = _freeze(v_t, dy, jnp.zeros_like(dy))
+        dh = dh + dy
+        r, z, n, hn = jnp.split(act, 4, axis=-1)
+        dn_pre = dh * (1.0 - z) * (1.0 - n * n)
+        dr_pre = dn_pre * hn * r * (1.0 - r)
+        dz_pre = dh * (h_p - n) * z * (1.0 - z)
+        d_hidden = jnp.concatenate([dr_pre, dz_pre, dn_pre * r], axis=-1)  # wrt h W_hh^T + b_hh
+        d_input = jnp.concatenate([dr_pre, dz_pre, dn_pre], axis=-1)  # wrt x W_ih^T + b_ih
+        dh_rec = d_hidden @ w_hh
+        if mask is not None:
+            dh_rec = dh_rec * mask
+        dh_prev = dh * z + dh_rec
+        if v_t is not None:
+            d_hidden = _freeze(v_t, d_hidden, jnp.zeros_like(d_hidden))
+            d_input = _freeze(v_t, d_input, jnp.zeros_like(d_input))
+            dh_prev = _freeze(v_t, dh_prev, dh)
+        return dh_prev, (d_hidden, d_input)
+
+    dh0, (d_hidden, d_input) = jax.lax.scan(body, dh_t, (dys, acts, hprev, valid), reverse=True)
+    h_in = hprev if mask is None else hprev * mask[None]
+    dw_hh = jnp.einsum("tbg,tbh->gh", d_hidden, h_in)
+    dw_ih = jnp.einsum("tbg,tbd->gd", d_input, xs)
+    dxs = jnp.einsum("tbg,gd->tbd", d_input, w_ih)
+    db_ih, db_hh = jnp.sum(d_input, axis=(0, 1)), jnp.sum(d_hidden, axis=(0, 1))
+    return dw_ih, dw_hh, db_ih, db_hh, dxs, dh0, None, None
+
+
+_gru_run.defvjp(_gru_fwd, _gru_bwd)
+
+
+# -------------------------------------------------------------------------------------- driver
+
+
+def fused_scan(cell, params, xs, carry, valid=None, h_mask=None):
+    """Runs a supported cell over time-major xs [T, B, D] with batched ``carry``.
+
+    ``valid`` is bool [T, B] (False on padding steps) or None; ``h_mask`` [B, H] or None.
+    Returns ``(ys [T, B, H], final_carry)``.
+    """
+    if type(cell) is LSTM:
+        ys, h, c = _lstm_fn(float(cell.forget_bias))(
+            params["w_ih"], params["w_hh"], _bias(params, cell), xs, carry.h, carry.c,
+            valid, h_mask,
+        )
+        return ys, LSTMState(h=h, c=c)
+    if type(cell) is GRU:
+        zeros = jnp.zeros((params["w_ih"].shape[0],), params["w_ih"].dtype)
+        b_ih = params["b_ih"] if cell.use_bias else zeros
+        b_hh = params["b_hh"] if cell.use_bias else zeros
+        ys, h = _gru_run(params["w_ih"], params["w_hh"], b_ih, b_hh, xs, carry.h, valid, h_mask)
+        return ys, GRUState(h=h)
+    raise TypeError(f"fused_scan: no fused implementation for {type(cell).__name__}")
