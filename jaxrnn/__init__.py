@@ -6,21 +6,34 @@ time by :func:`jaxrnn.scan` and batched with ``jax.vmap``; layers stack them.
 
 __version__ = "0.1.0"
 
+from jaxrnn import parallel, variants
 from jaxrnn.cells import (
     GRU,
+    LRU,
     LSTM,
+    MGU,
+    RGLRU,
     Cell,
     Elman,
     ElmanState,
     GRUState,
     Initializer,
+    LRUState,
+    LSTMFamily,
+    LSTMGateState,
     LSTMState,
+    MGUState,
+    MinGRU,
+    MinimalState,
+    MinLSTM,
     Orthogonal,
     Params,
     PyTorchUniform,
+    RGLRUState,
     Uniform,
 )
 from jaxrnn.layers import StackedRNN, dropout
+from jaxrnn.parallel import associative_scan
 from jaxrnn.recurrence import scan
 
 __all__ = [
@@ -28,4 +41,6 @@ __all__ = [
     "Cell", "Params", "Elman", "ElmanState", "GRU", "GRUState", "LSTM", "LSTMState",
     "Initializer", "Orthogonal", "PyTorchUniform", "Uniform",
     "StackedRNN", "dropout", "scan",
+    "LSTMFamily", "LSTMGateState", "MGU", "MGUState", "MinGRU", "MinLSTM", "MinimalState",
+    "LRU", "LRUState", "RGLRU", "RGLRUState", "associative_scan", "parallel", "variants",
 ]

@@ -4,9 +4,15 @@ from jaxrnn.cells.base import Cell, Params
 from jaxrnn.cells.elman import Elman, ElmanState
 from jaxrnn.cells.gru import GRU, GRUState
 from jaxrnn.cells.initializers import Initializer, Orthogonal, PyTorchUniform, Uniform
+from jaxrnn.cells.lru import LRU, RGLRU, LRUState, RGLRUState
 from jaxrnn.cells.lstm import LSTM, LSTMState
+from jaxrnn.cells.lstm_family import LSTMFamily, LSTMGateState
+from jaxrnn.cells.mgu import MGU, MGUState
+from jaxrnn.cells.minimal import MinGRU, MinimalState, MinLSTM
 
 __all__ = [
     "Cell", "Params", "Elman", "ElmanState", "GRU", "GRUState", "LSTM", "LSTMState",
     "Initializer", "Orthogonal", "PyTorchUniform", "Uniform",
+    "LSTMFamily", "LSTMGateState", "MGU", "MGUState", "MinGRU", "MinLSTM", "MinimalState",
+    "LRU", "LRUState", "RGLRU", "RGLRUState",
 ]
