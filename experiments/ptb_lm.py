@@ -8,6 +8,10 @@
     python experiments/ptb_lm.py --preset smoke --dataset synthetic --out runs/smoke
     python experiments/ptb_lm.py --preset small --out runs/ptb_small --resume   # after a kill
 
+Data-parallel over every visible device by default (--devices N for fewer; the global batch,
+and so the result, does not depend on N); several hosts: run it once per process with
+--coordinator-address HOST:PORT --num-processes P --process-id I (see jaxrnn.distributed).
+
 Model: embedding -> stacked LSTM -> softmax, dropout on every non-recurrent connection, every
 parameter (biases included) uniform in +-init_scale, no forget-gate bias offset. Loss as in the
 paper's code: the batch-mean cross entropy SUMMED over the unrolled steps (so its lr 1.0 is
@@ -35,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
-from jaxrnn import train
+from jaxrnn import distributed, train
 from jaxrnn.data import DataError, load_word_corpus, markov_corpus
 from jaxrnn.language_model import LanguageModel
 
@@ -100,6 +104,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--optimizer", default="sgd", choices=sorted(train.OPTIMIZERS),
                    help="optax optimizer (the paper: sgd)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    distributed.add_arguments(p)
     args = p.parse_args(argv)
     preset = PRESETS[args.preset]
     for name in HYPERPARAMETERS:
@@ -161,6 +166,16 @@ def tree_digest(tree) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    try:
+        mesh = distributed.make_mesh(args.devices)
+        distributed.check_batch_size(args.batch_size, mesh, name="--batch-size")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    checkpoints = args.out / "checkpoints"  # shared by all processes
+    if jax.process_index() > 0:  # other processes' logs go beside process 0's
+        args.out = args.out / f"process_{jax.process_index()}"
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         corpus, entropy = load_corpus(args)
@@ -177,11 +192,15 @@ def main(argv=None) -> int:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config |= {"vocab_size": vocab_size, "steps_per_epoch": steps_per_epoch,
                "jax_version": jax.__version__, "backend": jax.default_backend(),
-               "train_tokens": int(corpus.train.size)}
+               "train_tokens": int(corpus.train.size), "devices": mesh.size,
+               "processes": jax.process_count()}
     (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     print(f"{args.preset} preset on {args.dataset}: vocab {vocab_size}, "
           f"{corpus.train.size:,} training tokens, {steps_per_epoch} steps/epoch, "
           f"{args.epochs} epochs, backend {jax.default_backend()}")
+    if mesh.size > 1:
+        print(f"data-parallel over {mesh.size} devices ({jax.process_count()} processes): "
+              f"{args.batch_size // mesh.size} sequences per device")
     if entropy is not None:
         print(f"synthetic corpus: entropy floor {entropy:.4f} nats/token = best reachable "
               f"perplexity {math.exp(entropy):.2f}")
@@ -199,20 +218,22 @@ def main(argv=None) -> int:
     eval_bs = args.eval_batch_size
     validate = make_evaluator(model, corpus.valid, eval_bs, args.bptt)
 
+    checkpointer = train.Checkpointer(checkpoints)
     try:
         state, summary = train.run_training(
-            state=state,
-            train_step=train.make_train_step(loss_fn, optimizer),
+            state=distributed.put_state(state, mesh),
+            train_step=distributed.make_train_step(loss_fn, optimizer, mesh),
             get_batch=lambda epoch, index: train.get_window(stream, index, args.bptt),
             steps_per_epoch=steps_per_epoch,
             num_epochs=args.epochs,
             out_dir=args.out,
+            checkpointer=checkpointer,
             ckpt_every=args.ckpt_every,
             resume=args.resume,
             # a fresh zero state per epoch (the previous one was donated to the train step)
             on_epoch_start=lambda s, epoch: s._replace(
                 carry=model.initial_state(s.params, args.batch_size)),
-            evaluate_fn=lambda s, epoch: {"valid": validate(s.params)},
+            evaluate_fn=lambda s, epoch: {"valid": validate(distributed.local_copy(s.params))},
             log_every=args.log_every,
             max_steps=args.max_steps,
             tokens_per_step=tokens_per_step,
@@ -223,12 +244,15 @@ def main(argv=None) -> int:
     except train.NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    finally:
+        checkpointer.close()
 
     if summary.get("resumed_from") is not None:
         print(f"resumed from the checkpoint at step {summary['resumed_from']}")
     t0 = time.perf_counter()
-    final = {"valid": validate(state.params),
-             "test": make_evaluator(model, corpus.test, eval_bs, args.bptt)(state.params)}
+    params = distributed.local_copy(state.params)  # evaluate on one device of each process
+    final = {"valid": validate(params),
+             "test": make_evaluator(model, corpus.test, eval_bs, args.bptt)(params)}
     eval_s = time.perf_counter() - t0
     steps = int(state.step)
     results = {

@@ -47,7 +47,9 @@ def _abstract(tree: PyTree) -> PyTree:
         if isinstance(x, jax.ShapeDtypeStruct):
             return x
         dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
-        return jax.ShapeDtypeStruct(np.shape(x), dtype)
+        # A jax.Array's sharding says where to restore it (e.g. onto another device count).
+        sharding = x.sharding if isinstance(x, jax.Array) else None
+        return jax.ShapeDtypeStruct(np.shape(x), dtype, sharding=sharding)
 
     return jax.tree.map(leaf, tree)
 
