@@ -58,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
-from jaxrnn import variants
+from jaxrnn import distributed, variants
 from jaxrnn.train.schedules import make_optimizer
 
 
@@ -537,6 +537,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="seconds-long check: 2 seeds, 20 steps, hidden 8, vanilla,nfg,mingru "
                         "unless --variants is given")
+    distributed.add_arguments(parser)
     args = parser.parse_args(argv)
 
     args.tasks = [t.strip() for t in args.task.split(",") if t.strip()]
@@ -565,6 +566,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict[str, dict[str, np.ndarray]]:
     args = parse_args(argv)
+    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    mesh = distributed.make_mesh(args.devices)  # every visible device unless --devices N
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -577,6 +580,16 @@ def main(argv=None) -> dict[str, dict[str, np.ndarray]]:
         run_args = argparse.Namespace(**vars(args))
         run_args.steps = args.steps or task.steps
         run_args.batch_size = args.batch_size or task.batch_size
+        try:
+            distributed.check_batch_size(run_args.batch_size, mesh, name="--batch-size")
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        if mesh.size > 1:  # data parallel: each training batch split over the devices
+            sample = task.sample
+            task = dataclasses.replace(task, sample=lambda key, n, sample=sample: (
+                jax.lax.with_sharding_constraint(sample(key, n), distributed.batch_sharding(mesh))
+            ))
         hidden = args.hidden or task.hidden
         lr = args.lr or task.lr
         if args.search > 1:
