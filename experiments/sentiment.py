@@ -50,6 +50,7 @@ import jaxrnn
 from jaxrnn import train
 from jaxrnn.data import DataError
 from jaxrnn.data.imdb import IMDB_URL, load_imdb, make_text_classification, synthetic_reviews
+from jaxrnn.train.cli import positive_float, positive_int, rate
 
 TARGET = 0.87  # test accuracy on IMDB
 PRESETS: dict[str, dict] = {
@@ -64,27 +65,6 @@ HYPERPARAMETERS = ("max_vocab", "max_len", "embed_size", "hidden_size", "epochs"
                    "lr", "dropout", "pad_multiple")
 SYNTHETIC_SIZES = {"synthetic": (4000, 2000), "smoke": (1200, 400)}
 NUM_CLASSES = 2
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0; got {value}")
-    return value
-
-
-def rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1); got {value}")
-    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:

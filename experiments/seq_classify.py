@@ -49,6 +49,7 @@ import optax
 import jaxrnn
 from jaxrnn import train
 from jaxrnn.data import DataError, load_digits_dataset, load_mnist
+from jaxrnn.train.cli import fraction, positive_float, positive_int, rate
 
 CELLS = {"lstm": lambda size: jaxrnn.LSTM(size, forget_bias=1.0), "gru": jaxrnn.GRU}
 
@@ -66,34 +67,6 @@ PRESETS: dict[str, dict] = {
 HYPERPARAMETERS = ("hidden_size", "num_layers", "epochs", "batch_size", "lr", "dropout",
                    "recurrent_dropout", "weight_decay")
 NUM_CLASSES = 10
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0; got {value}")
-    return value
-
-
-def rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1); got {value}")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 0.5:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 0.5); got {value}")
-    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -58,6 +58,7 @@ from jaxrnn.data.series import (
     seasonal_naive_forecast,
     sliding_windows,
 )
+from jaxrnn.train.cli import positive_float, positive_int
 
 # Per-series defaults; --smoke shrinks them (see parse_args).
 PRESETS: dict[str, dict] = {
@@ -72,20 +73,6 @@ HYPERPARAMETERS = ("input_len", "horizon", "hidden_size", "num_layers", "epochs"
                    "lr")
 VALID_FRACTION, TEST_FRACTION = 0.1, 0.2
 EVAL_BATCH = 256
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0; got {value}")
-    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -10,6 +10,9 @@ import pytest
 
 from jaxrnn import variants
 
+# Subprocess runs of whole scripts: skipped by `pytest -m 'not slow'`, run by .ci/run.
+pytestmark = pytest.mark.slow
+
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "ablate_gates.py"
 
 

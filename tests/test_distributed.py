@@ -18,6 +18,9 @@ import pytest
 
 from jaxrnn import distributed, train
 
+# Subprocess runs of whole scripts: skipped by `pytest -m 'not slow'`, run by .ci/run.
+pytestmark = pytest.mark.slow
+
 WORKER = Path(__file__).with_name("distributed_worker.py")
 _spec = importlib.util.spec_from_file_location("distributed_worker", WORKER)
 worker = importlib.util.module_from_spec(_spec)

@@ -45,6 +45,9 @@ from jaxrnn.data.series import (
     sliding_windows,
 )
 
+# Subprocess runs of whole scripts: skipped by `pytest -m 'not slow'`, run by .ci/run.
+pytestmark = pytest.mark.slow
+
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
 
 

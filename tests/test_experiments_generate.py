@@ -14,6 +14,9 @@ import sys
 
 import pytest
 
+# Subprocess runs of whole scripts: skipped by `pytest -m 'not slow'`, run by .ci/run.
+pytestmark = pytest.mark.slow
+
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
 
 

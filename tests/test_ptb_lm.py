@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Subprocess runs of whole scripts: skipped by `pytest -m 'not slow'`, run by .ci/run.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "experiments" / "ptb_lm.py"
 TIMINGS = {"tokens_per_sec", "wall_s", "final_eval_s"}
