@@ -60,7 +60,7 @@ def _freeze(valid_t, new, old):
 
 
 @functools.cache
-def _lstm_fn(forget_bias: float):
+def _lstm_fn(forget_bias: float, unroll: int):
     def forward(w_ih, w_hh, b, xs, h0, c0, valid, mask):
         xp = _project(xs, w_ih, b)
 
@@ -80,7 +80,9 @@ def _lstm_fn(forget_bias: float):
                 y = _freeze(v_t, y, jnp.zeros_like(y))
             return (h_new, c_new), (y, jnp.concatenate([i, f, g, o], -1), c_new, h)
 
-        (h_t, c_t), (ys, gates, cs, hprev) = jax.lax.scan(body, (h0, c0), (xp, valid))
+        (h_t, c_t), (ys, gates, cs, hprev) = jax.lax.scan(
+            body, (h0, c0), (xp, valid), unroll=unroll
+        )
         return (ys, h_t, c_t), (gates, cs, hprev)
 
     @jax.custom_vjp
@@ -124,7 +126,7 @@ def _lstm_fn(forget_bias: float):
             return (dh_prev, dc_prev), dz
 
         (dh0, dc0), dz = jax.lax.scan(
-            body, (dh_t, dc_t), (dys, gates, cs, cprev, valid), reverse=True
+            body, (dh_t, dc_t), (dys, gates, cs, cprev, valid), reverse=True, unroll=unroll
         )
         h_in = hprev if mask is None else hprev * mask[None]
         dw_hh = jnp.einsum("tbg,tbh->gh", dz, h_in)
@@ -211,14 +213,15 @@ _gru_run.defvjp(_gru_fwd, _gru_bwd)
 # -------------------------------------------------------------------------------------- driver
 
 
-def fused_scan(cell, params, xs, carry, valid=None, h_mask=None):
+def fused_scan(cell, params, xs, carry, valid=None, h_mask=None, unroll: int = 1):
     """Runs a supported cell over time-major xs [T, B, D] with batched ``carry``.
 
-    ``valid`` is bool [T, B] (False on padding steps) or None; ``h_mask`` [B, H] or None.
+    ``valid`` is bool [T, B] (False on padding steps) or None; ``h_mask`` [B, H] or None;
+    ``unroll`` is ``jax.lax.scan``'s, for the forward and the backward loop.
     Returns ``(ys [T, B, H], final_carry)``.
     """
     if type(cell) is LSTM:
-        ys, h, c = _lstm_fn(float(cell.forget_bias))(
+        ys, h, c = _lstm_fn(float(cell.forget_bias), int(unroll))(
             params["w_ih"], params["w_hh"], _bias(params, cell), xs, carry.h, carry.c,
             valid, h_mask,
         )

@@ -43,14 +43,23 @@ from jaxrnn.cells.base import check_carry, input_size_of
 Strategy = Literal["auto", "in_loop", "hoisted", "fused"]
 
 
+# On a CPU, "auto" fuses only while the hoisted projection [T, B, gates * H] stays this small;
+# measured on a 2-core CPU (benchmarks/RESULTS.md): fused was fastest at (B, T, H) = (20, 35, 200)
+# and (20, 35, 650) (2.5-7 MiB), tied with in_loop at (64, 100, 256) (25 MiB) and slower than
+# in_loop at (256, 100, 512) (200 MiB), where streaming the projection through memory dominates.
+CPU_FUSED_MAX_BYTES = 32 * 2**20
+
+
 def resolve_strategy(
-    strategy: Strategy, cell=None, resets=None
+    strategy: Strategy, cell=None, resets=None, xs_shape: tuple[int, ...] | None = None
 ) -> Literal["in_loop", "hoisted", "fused"]:
     """Maps a requested strategy to the one that runs for this cell and these arguments.
 
-    "fused" (and "auto" where it is available) runs the custom-VJP path of
-    :mod:`jaxrnn.fused` for a plain LSTM or a reset-after GRU without ``resets``; other cells,
-    or ``resets``, fall back to "hoisted" ("fused") or the backend default ("auto").
+    "fused" runs the custom-VJP path of :mod:`jaxrnn.fused` for a plain LSTM or a reset-after
+    GRU without ``resets``; other cells, or ``resets``, fall back to "hoisted". "auto" picks
+    "fused" where it applies, except on a CPU when the hoisted input projection (T * B *
+    gates * H floats, from ``xs_shape``) exceeds :data:`CPU_FUSED_MAX_BYTES`; otherwise
+    "in_loop" on a CPU (hoisting alone was not faster there) and "hoisted" on GPUs and TPUs.
     """
     if strategy not in ("auto", "in_loop", "hoisted", "fused"):
         raise ValueError(
@@ -60,10 +69,17 @@ def resolve_strategy(
     if strategy == "fused":
         return "fused" if fusable else "hoisted"
     if strategy == "auto":
-        if fusable:
+        cpu = jax.default_backend() == "cpu"
+        if fusable and not (cpu and xs_shape is not None and _projection_bytes(cell, xs_shape)
+                            > CPU_FUSED_MAX_BYTES):
             return "fused"
-        return "in_loop" if jax.default_backend() == "cpu" else "hoisted"
+        return "in_loop" if cpu else "hoisted"
     return strategy
+
+
+def _projection_bytes(cell, xs_shape) -> int:
+    steps_times_batch = int(np.prod(xs_shape[:-1]))
+    return 4 * steps_times_batch * cell.num_gates * cell.hidden_size
 
 
 def check_lengths(where: str, lengths: Any, batch: int, steps: int) -> None:
@@ -193,9 +209,9 @@ def scan(
             resets = resets.T
     if h_mask is not None:
         _checks.check_shape(where, "h_mask", h_mask, (batch, cell.output_size))
-    chosen = resolve_strategy(strategy, cell, resets)
+    chosen = resolve_strategy(strategy, cell, resets, xs.shape)
     if chosen == "fused":
-        return _scan_fused(cell, params, xs, carry, lengths, h_mask, reverse, time_major)
+        return _scan_fused(cell, params, xs, carry, lengths, h_mask, reverse, time_major, unroll)
     hoisted = chosen == "hoisted"
 
     if time_major:
@@ -215,7 +231,7 @@ def scan(
     return ys, final
 
 
-def _scan_fused(cell, params, xs, carry, lengths, h_mask, reverse, time_major):
+def _scan_fused(cell, params, xs, carry, lengths, h_mask, reverse, time_major, unroll):
     """The fused path on the whole batch: reversal by a gather, masks from lengths."""
     if time_major:
         xs = jnp.swapaxes(xs, 0, 1)
@@ -230,7 +246,9 @@ def _scan_fused(cell, params, xs, carry, lengths, h_mask, reverse, time_major):
     valid = None
     if lengths is not None:
         valid = jnp.arange(steps)[:, None] < lengths[None, :]
-    ys, final = fused.fused_scan(cell, params, jnp.swapaxes(xs, 0, 1), carry, valid, h_mask)
+    ys, final = fused.fused_scan(
+        cell, params, jnp.swapaxes(xs, 0, 1), carry, valid, h_mask, unroll
+    )
     ys = jnp.swapaxes(ys, 0, 1)
     if reverse:
         ys = ys[:, ::-1] if idx is None else jnp.take_along_axis(ys, idx[:, :, None], axis=1)
