@@ -209,7 +209,7 @@ def forward_jaxrnn(impl, cell_name, hidden, xs, key):
 
         requested = rnn.strategy if variant == "layer" else variant
         try:
-            extra["resolves_to"] = str(resolve_strategy(requested, cell))
+            extra["resolves_to"] = str(resolve_strategy(requested, cell, None, xs.shape))
         except TypeError:
             extra["resolves_to"] = str(resolve_strategy(requested))
     except Exception:

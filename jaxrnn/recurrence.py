@@ -43,11 +43,12 @@ from jaxrnn.cells.base import check_carry, input_size_of
 Strategy = Literal["auto", "in_loop", "hoisted", "fused"]
 
 
-# On a CPU, "auto" fuses only while the hoisted projection [T, B, gates * H] stays this small;
-# measured on a 2-core CPU (benchmarks/RESULTS.md): fused was fastest at (B, T, H) = (20, 35, 200)
-# and (20, 35, 650) (2.5-7 MiB), tied with in_loop at (64, 100, 256) (25 MiB) and slower than
-# in_loop at (256, 100, 512) (200 MiB), where streaming the projection through memory dominates.
-CPU_FUSED_MAX_BYTES = 32 * 2**20
+# On a CPU, "auto" fuses only while the hoisted projection [T, B, gates * H] stays this small.
+# Measured on a 2-core CPU (benchmarks/RESULTS.md), training step: fused was fastest at
+# (B, T, H) = (20, 35, 200) and (20, 35, 650) (projection 1.6-7 MiB) for LSTM and GRU; at
+# (64, 100, 256) (19-25 MiB) it tied with in_loop for the LSTM and lost by 15% for the GRU; at
+# (256, 100, 512) (150-200 MiB) in_loop won, streaming the projection through memory dominating.
+CPU_FUSED_MAX_BYTES = 16 * 2**20
 
 
 def resolve_strategy(
