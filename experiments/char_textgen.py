@@ -155,22 +155,10 @@ def ngram_baselines(train_ids, valid_ids, test_ids, vocab: int) -> dict[str, flo
 
 def make_evaluator(model: LanguageModel, ids: np.ndarray, batch_size: int, bptt: int):
     """Bits per character over a whole split, the state carried from window to window."""
-    stream = train.batchify(ids, batch_size)
-    inputs, targets = stream[:, :-1], stream[:, 1:]
-    bounds = list(range(0, inputs.shape[1], bptt)) + [inputs.shape[1]]
-    windows = [(inputs[:, a:b], targets[:, a:b])
-               for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-
-    def eval_fn(params, carry, batch):
-        x, y = batch
-        _, (carry, nll_sum) = model.loss(params, x, y, carry)
-        return carry, {"nll_sum": nll_sum, "count": jnp.asarray(x.size, jnp.int32)}
-
-    eval_step = train.make_eval_step(eval_fn)
+    mean_nll = train.stream_evaluator(model, ids, batch_size, bptt)
 
     def evaluate(params) -> dict[str, float]:
-        sums = train.evaluate(eval_step, params, model.initial_state(params, batch_size), windows)
-        nats = sums["nll_sum"] / sums["count"]
+        nats = mean_nll(params)
         return {"loss": nats, "bpc": nats / math.log(2)}
 
     return evaluate

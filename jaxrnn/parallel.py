@@ -31,11 +31,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxrnn import _checks
-from jaxrnn.cells.base import check_carry, input_size_of
-from jaxrnn.recurrence import check_lengths
+from jaxrnn.recurrence import check_scan_inputs, reverse_index
 
 _REQUIRED = ("input_projection", "coefficients", "carry_to_state", "state_to_carry", "readout")
 
@@ -59,17 +56,10 @@ def _combine_log(e1, e2):
     return r1 | r2, jnp.where(keep, a2, a1 + a2), jnp.where(keep, b2, jnp.logaddexp(a2 + b1, b2))
 
 
-def _reverse_index(steps: int, length: jax.Array | None) -> jax.Array:
-    t = jnp.arange(steps)
-    if length is None:
-        return steps - 1 - t
-    return jnp.where(t < length, length - 1 - t, t)
-
-
 def _scan_one(cell, params, xs, carry0, length, resets, *, reverse):
     steps = xs.shape[0]
     if reverse:
-        idx = _reverse_index(steps, length)
+        idx = reverse_index(steps, length)
         xs = xs[idx]
         if resets is not None:
             # x_t starts a segment => going backwards, the carry resets before x_{t-1}.
@@ -141,30 +131,11 @@ def associative_scan(
             f"{', '.join(missing)}); use jaxrnn.scan, or a cell such as jaxrnn.MinGRU, "
             "MinLSTM, LRU or RGLRU"
         )
-    _checks.check_float(where, "xs", xs)
-    if np.ndim(xs) != 3:
-        layout = "[T, B, input_size]" if time_major else "[B, T, input_size]"
-        raise ValueError(f"{where}: xs has shape {tuple(np.shape(xs))}; expected {layout}")
-    d = input_size_of(params)
-    layout = "= [T, B, input_size]" if time_major else "= [B, T, input_size]"
-    _checks.check_shape(where, "xs", xs, (None, None, d), layout)
+    carry, resets, _, _ = check_scan_inputs(
+        where, cell, params, xs, carry, lengths, resets, time_major
+    )
     if time_major:
-        steps, batch, _ = xs.shape
         xs = jnp.swapaxes(xs, 0, 1)
-    else:
-        batch, steps, _ = xs.shape
-    if carry is None:
-        carry = cell.initial_carry(params, (batch,))
-    else:
-        check_carry(cell, params, carry, (batch,), where)
-    if lengths is not None:
-        check_lengths(where, lengths, batch, steps)
-    if resets is not None:
-        _checks.check_bool_array(
-            where, "resets", resets, (steps, batch) if time_major else (batch, steps)
-        )
-        if time_major:
-            resets = resets.T
 
     def one(x, c, length, reset):
         return _scan_one(cell, params, x, c, length, reset, reverse=reverse)

@@ -99,7 +99,34 @@ def check_lengths(where: str, lengths: Any, batch: int, steps: int) -> None:
             )
 
 
-def _reverse_index(steps: int, length: jax.Array | None) -> jax.Array:
+def check_scan_inputs(where, cell, params, xs, carry, lengths, resets, time_major):
+    """Checks a driver's arguments; returns ``(carry, resets, batch, steps)``.
+
+    ``carry`` is filled with the cell's zeros when None; ``resets`` comes back batch-major.
+    """
+    _checks.check_float(where, "xs", xs)
+    layout = "[T, B, input_size]" if time_major else "[B, T, input_size]"
+    if np.ndim(xs) != 3:
+        raise ValueError(f"{where}: xs has shape {tuple(np.shape(xs))}; expected {layout}")
+    _checks.check_shape(where, "xs", xs, (None, None, input_size_of(params)), f"= {layout}")
+    steps, batch = xs.shape[:2] if time_major else xs.shape[1::-1]
+    if carry is None:
+        carry = cell.initial_carry(params, (batch,))
+    else:
+        check_carry(cell, params, carry, (batch,), where)
+    if lengths is not None:
+        check_lengths(where, lengths, batch, steps)
+    if resets is not None:
+        _checks.check_bool_array(
+            where, "resets", resets, (steps, batch) if time_major else (batch, steps)
+        )
+        if time_major:
+            resets = resets.T
+    return carry, resets, batch, steps
+
+
+def reverse_index(steps: int, length: jax.Array | None) -> jax.Array:
+    """Permutation reversing the valid part [0, length) and fixing the padding (an involution)."""
     t = jnp.arange(steps)
     if length is None:
         return steps - 1 - t
@@ -111,7 +138,7 @@ def _scan_one(cell, params, xs, carry0, length, resets, h_mask, *, reverse, unro
     steps = xs.shape[0]
     valid = None if length is None else jnp.arange(steps) < length
     if reverse:
-        idx = _reverse_index(steps, length)
+        idx = reverse_index(steps, length)
         xs = xs[idx]
         if resets is not None:
             # x_t starts a segment => going backwards, the carry resets before x_{t-1}.
@@ -185,29 +212,9 @@ def scan(
       sequence's last valid step.
     """
     where = "jaxrnn.scan"
-    _checks.check_float(where, "xs", xs)
-    if np.ndim(xs) != 3:
-        layout = "[T, B, input_size]" if time_major else "[B, T, input_size]"
-        raise ValueError(f"{where}: xs has shape {tuple(np.shape(xs))}; expected {layout}")
-    d = input_size_of(params)
-    if time_major:
-        steps, batch, _ = xs.shape
-        _checks.check_shape(where, "xs", xs, (None, None, d), "= [T, B, input_size]")
-    else:
-        batch, steps, _ = xs.shape
-        _checks.check_shape(where, "xs", xs, (None, None, d), "= [B, T, input_size]")
-    if carry is None:
-        carry = cell.initial_carry(params, (batch,))
-    else:
-        check_carry(cell, params, carry, (batch,), where)
-    if lengths is not None:
-        check_lengths(where, lengths, batch, steps)
-    if resets is not None:
-        _checks.check_bool_array(
-            where, "resets", resets, (steps, batch) if time_major else (batch, steps)
-        )
-        if time_major:
-            resets = resets.T
+    carry, resets, batch, _ = check_scan_inputs(
+        where, cell, params, xs, carry, lengths, resets, time_major
+    )
     if h_mask is not None:
         _checks.check_shape(where, "h_mask", h_mask, (batch, cell.output_size))
     chosen = resolve_strategy(strategy, cell, resets, xs.shape)
@@ -242,7 +249,7 @@ def _scan_fused(cell, params, xs, carry, lengths, h_mask, reverse, time_major, u
         if lengths is None:
             xs = xs[:, ::-1]
         else:
-            idx = jax.vmap(_reverse_index, in_axes=(None, 0))(steps, lengths)
+            idx = jax.vmap(reverse_index, in_axes=(None, 0))(steps, lengths)
             xs = jnp.take_along_axis(xs, idx[:, :, None], axis=1)
     valid = None
     if lengths is not None:
