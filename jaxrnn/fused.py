@@ -51,6 +51,11 @@ def _project(xs, w_ih, b):
     return jnp.einsum("tbd,gd->tbg", xs, w_ih) + b[None, None, :]
 
 
+def _split_gates(z, n):
+    """[T, B, n*H] -> n contiguous [T, B, H] arrays (one copy, outside the time loop)."""
+    return tuple(jnp.split(z, n, axis=-1))
+
+
 def _freeze(valid_t, new, old):
     """Keep ``old`` where the step is padding (valid_t False); valid_t is [B]."""
     return jnp.where(valid_t[:, None], new, old)
@@ -61,24 +66,27 @@ def _freeze(valid_t, new, old):
 
 @functools.cache
 def _lstm_fn(forget_bias: float, unroll: int):
+    # Layout: the loops read and write one [T, B, H] array per gate, never a [T, B, 4H] one
+    # sliced per gate inside the loop. On XLA:CPU that slicing kept the per-step elementwise
+    # fusion from vectorising: the forward loop ran 1.75x slower at (B, T, H) = (20, 35, 200)
+    # (benchmarks/RESULTS.md).
     def forward(w_ih, w_hh, b, xs, h0, c0, valid, mask):
-        xp = _project(xs, w_ih, b)
+        xp = _split_gates(_project(xs, w_ih, b), 4)
 
         def body(carry, inp):
             h, c = carry
-            x_t, v_t = inp
+            (x_i, x_f, x_g, x_o), v_t = inp
             h_in = h if mask is None else h * mask
-            z = x_t + h_in @ w_hh.T
-            zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
-            i, f = jax.nn.sigmoid(zi), jax.nn.sigmoid(zf + forget_bias)
-            g, o = jnp.tanh(zg), jax.nn.sigmoid(zo)
+            r_i, r_f, r_g, r_o = jnp.split(h_in @ w_hh.T, 4, axis=-1)
+            i, f = jax.nn.sigmoid(x_i + r_i), jax.nn.sigmoid(x_f + r_f + forget_bias)
+            g, o = jnp.tanh(x_g + r_g), jax.nn.sigmoid(x_o + r_o)
             c_new = f * c + i * g
             h_new = o * jnp.tanh(c_new)
             y = h_new
             if v_t is not None:
                 c_new, h_new = _freeze(v_t, c_new, c), _freeze(v_t, h_new, h)
                 y = _freeze(v_t, y, jnp.zeros_like(y))
-            return (h_new, c_new), (y, jnp.concatenate([i, f, g, o], -1), c_new, h)
+            return (h_new, c_new), (y, (i, f, g, o), c_new, h)
 
         (h_t, c_t), (ys, gates, cs, hprev) = jax.lax.scan(
             body, (h0, c0), (xp, valid), unroll=unroll
@@ -100,34 +108,28 @@ def _lstm_fn(forget_bias: float, unroll: int):
 
         def body(carry, inp):
             dh, dc = carry
-            dy, gt, c, c_p, v_t = inp
+            dy, (i, f, g, o), c, c_p, v_t = inp
             if v_t is not None:
                 dy = _freeze(v_t, dy, jnp.zeros_like(dy))
             dh = dh + dy
-            i, f, g, o = jnp.split(gt, 4, axis=-1)
             tc = jnp.tanh(c)
             dct = dc + dh * o * (1.0 - tc * tc)
-            dz = jnp.concatenate(
-                [
-                    dct * g * i * (1.0 - i),
-                    dct * c_p * f * (1.0 - f),
-                    dct * i * (1.0 - g * g),
-                    dh * tc * o * (1.0 - o),
-                ],
-                axis=-1,
-            )
-            dh_prev = dz @ w_hh
+            dz = (dct * g * i * (1.0 - i), dct * c_p * f * (1.0 - f),
+                  dct * i * (1.0 - g * g), dh * tc * o * (1.0 - o))
+            if v_t is not None:
+                dz = tuple(_freeze(v_t, d, jnp.zeros_like(d)) for d in dz)
+            dh_prev = jnp.concatenate(dz, axis=-1) @ w_hh
             if mask is not None:
                 dh_prev = dh_prev * mask
             dc_prev = dct * f
             if v_t is not None:
-                dz = _freeze(v_t, dz, jnp.zeros_like(dz))
                 dh_prev, dc_prev = _freeze(v_t, dh_prev, dh), _freeze(v_t, dc_prev, dc)
             return (dh_prev, dc_prev), dz
 
         (dh0, dc0), dz = jax.lax.scan(
             body, (dh_t, dc_t), (dys, gates, cs, cprev, valid), reverse=True, unroll=unroll
         )
+        dz = jnp.concatenate(dz, axis=-1)
         h_in = hprev if mask is None else hprev * mask[None]
         dw_hh = jnp.einsum("tbg,tbh->gh", dz, h_in)
         dw_ih = jnp.einsum("tbg,tbd->gd", dz, xs)
@@ -142,13 +144,12 @@ def _lstm_fn(forget_bias: float, unroll: int):
 
 
 def _gru_forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
-    xp = _project(xs, w_ih, b_ih)
+    xp = _split_gates(_project(xs, w_ih, b_ih), 3)  # per-gate arrays: see _lstm_fn
 
     def body(h, inp):
-        x_t, v_t = inp
+        (xr, xz, xn), v_t = inp
         h_in = h if mask is None else h * mask
         hp = h_in @ w_hh.T + b_hh[None, :]
-        xr, xz, xn = jnp.split(x_t, 3, axis=-1)
         hr, hz, hn = jnp.split(hp, 3, axis=-1)
         r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
         n = jnp.tanh(xn + r * hn)
@@ -157,7 +158,7 @@ def _gru_forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
         if v_t is not None:
             h_new = _freeze(v_t, h_new, h)
             y = _freeze(v_t, y, jnp.zeros_like(y))
-        return h_new, (y, jnp.concatenate([r, z, n, hn], -1), h)
+        return h_new, (y, (r, z, n, hn), h)
 
     h_t, (ys, acts, hprev) = jax.lax.scan(body, h0, (xp, valid))
     return (ys, h_t), (acts, hprev)
@@ -182,23 +183,23 @@ def _gru_bwd(res, cotangents):
         if v_t is not None:
             dy = _freeze(v_t, dy, jnp.zeros_like(dy))
         dh = dh + dy
-        r, z, n, hn = jnp.split(act, 4, axis=-1)
+        r, z, n, hn = act
         dn_pre = dh * (1.0 - z) * (1.0 - n * n)
-        dr_pre = dn_pre * hn * r * (1.0 - r)
-        dz_pre = dh * (h_p - n) * z * (1.0 - z)
-        d_hidden = jnp.concatenate([dr_pre, dz_pre, dn_pre * r], axis=-1)  # wrt h W_hh^T + b_hh
-        d_input = jnp.concatenate([dr_pre, dz_pre, dn_pre], axis=-1)  # wrt x W_ih^T + b_ih
-        dh_rec = d_hidden @ w_hh
+        # d wrt x W_ih^T + b_ih is (dr, dz, dn); wrt h W_hh^T + b_hh it is (dr, dz, dn * r)
+        parts = (dn_pre * hn * r * (1.0 - r), dh * (h_p - n) * z * (1.0 - z), dn_pre, dn_pre * r)
+        if v_t is not None:
+            parts = tuple(_freeze(v_t, d, jnp.zeros_like(d)) for d in parts)
+        dh_rec = jnp.concatenate([parts[0], parts[1], parts[3]], axis=-1) @ w_hh
         if mask is not None:
             dh_rec = dh_rec * mask
         dh_prev = dh * z + dh_rec
         if v_t is not None:
-            d_hidden = _freeze(v_t, d_hidden, jnp.zeros_like(d_hidden))
-            d_input = _freeze(v_t, d_input, jnp.zeros_like(d_input))
             dh_prev = _freeze(v_t, dh_prev, dh)
-        return dh_prev, (d_hidden, d_input)
+        return dh_prev, parts
 
-    dh0, (d_hidden, d_input) = jax.lax.scan(body, dh_t, (dys, acts, hprev, valid), reverse=True)
+    dh0, (dr, dz, dn, dn_r) = jax.lax.scan(body, dh_t, (dys, acts, hprev, valid), reverse=True)
+    d_hidden = jnp.concatenate([dr, dz, dn_r], axis=-1)
+    d_input = jnp.concatenate([dr, dz, dn], axis=-1)
     h_in = hprev if mask is None else hprev * mask[None]
     dw_hh = jnp.einsum("tbg,tbh->gh", d_hidden, h_in)
     dw_ih = jnp.einsum("tbg,tbd->gd", d_input, xs)

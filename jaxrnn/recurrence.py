@@ -27,6 +27,20 @@ Three strategies compute the same function (tests check it on the same weights):
 ``"auto"`` uses "fused" where it applies; otherwise, on a CPU, the projection stays in the loop
 (measured on a 2-core CPU, hoisting alone was not faster) and GPUs and TPUs hoist it.
 "in_loop" and "hoisted" support reverse- and forward-mode AD (``jax.grad``, ``jax.jvp``).
+
+``remat=k`` trades compute for memory (gradient checkpointing, Chen et al. 2016, "Training deep
+nets with sublinear memory cost"): the time loop becomes an outer ``jax.lax.scan`` over chunks
+of k steps whose body, an inner scan over the chunk, is wrapped in ``jax.checkpoint``. The
+backward pass keeps only the carries at chunk boundaries and recomputes each chunk's internals,
+so activation memory is O(T/k + k) carries instead of O(T) per-step residuals (k near sqrt(T)
+is the classic choice), for about one extra forward pass of compute. The compiled program has
+two loops whatever T is (plus one tail call when k does not divide T), so compile time does not
+grow with T. Results are the same function as without remat. It needs plain autodiff, so the
+fused path (whose custom backward keeps every step's gates to compute the weight gradients as
+large matmuls at the end, O(T) by design) is not used: "fused" runs "hoisted", and "auto" runs
+"in_loop" on a CPU and "hoisted" elsewhere (the same choice as for cells that cannot fuse).
+With "hoisted" the input projection is hoisted per chunk, inside the checkpoint, so it is not
+kept for all T steps either.
 """
 
 from __future__ import annotations
@@ -52,12 +66,17 @@ CPU_FUSED_MAX_BYTES = 16 * 2**20
 
 
 def resolve_strategy(
-    strategy: Strategy, cell=None, resets=None, xs_shape: tuple[int, ...] | None = None
+    strategy: Strategy,
+    cell=None,
+    resets=None,
+    xs_shape: tuple[int, ...] | None = None,
+    remat: bool = False,
 ) -> Literal["in_loop", "hoisted", "fused"]:
     """Maps a requested strategy to the one that runs for this cell and these arguments.
 
     "fused" runs the custom-VJP path of :mod:`jaxrnn.fused` for a plain LSTM or a reset-after
-    GRU without ``resets``; other cells, or ``resets``, fall back to "hoisted". "auto" picks
+    GRU without ``resets`` and without ``remat``; other cells, ``resets`` or ``remat`` fall back
+    to "hoisted" (rematerialisation needs plain autodiff, see the module docstring). "auto" picks
     "fused" where it applies, except on a CPU when the hoisted input projection (T * B *
     gates * H floats, from ``xs_shape``) exceeds :data:`CPU_FUSED_MAX_BYTES`; otherwise
     "in_loop" on a CPU (hoisting alone was not faster there) and "hoisted" on GPUs and TPUs.
@@ -66,7 +85,7 @@ def resolve_strategy(
         raise ValueError(
             f"strategy={strategy!r}; expected 'auto', 'in_loop', 'hoisted' or 'fused'"
         )
-    fusable = cell is not None and resets is None and fused.supports(cell)
+    fusable = cell is not None and resets is None and not remat and fused.supports(cell)
     if strategy == "fused":
         return "fused" if fusable else "hoisted"
     if strategy == "auto":
@@ -97,6 +116,17 @@ def check_lengths(where: str, lengths: Any, batch: int, steps: int) -> None:
                 f"{where}: lengths must lie in [0, T] = [0, {steps}]; "
                 f"got values in [{values.min()}, {values.max()}]"
             )
+
+
+def check_remat(where: str, remat: Any) -> None:
+    """Raises ValueError unless ``remat`` is None or a positive integer (a chunk length)."""
+    if remat is None:
+        return
+    if not isinstance(remat, int | np.integer) or isinstance(remat, bool) or remat < 1:
+        raise ValueError(
+            f"{where}: remat={remat!r}; expected None (no rematerialisation) or a positive "
+            "integer, the number of time steps per checkpointed chunk (e.g. 64)"
+        )
 
 
 def check_scan_inputs(where, cell, params, xs, carry, lengths, resets, time_major):
@@ -133,7 +163,9 @@ def reverse_index(steps: int, length: jax.Array | None) -> jax.Array:
     return jnp.where(t < length, length - 1 - t, t)
 
 
-def _scan_one(cell, params, xs, carry0, length, resets, h_mask, *, reverse, unroll, hoisted):
+def _scan_one(
+    cell, params, xs, carry0, length, resets, h_mask, *, reverse, unroll, hoisted, remat=None
+):
     """One sequence: xs [T, D], carry0 a carry for one example, length a scalar or None."""
     steps = xs.shape[0]
     valid = None if length is None else jnp.arange(steps) < length
@@ -145,12 +177,14 @@ def _scan_one(cell, params, xs, carry0, length, resets, h_mask, *, reverse, unro
             resets = jnp.concatenate([resets[1:], jnp.zeros((1,), bool)])[idx]
 
     if hoisted:
-        inputs = jax.vmap(cell.input_projection, in_axes=(None, 0))(params, xs)
+
+        def project(xs):
+            return jax.vmap(cell.input_projection, in_axes=(None, 0))(params, xs)
 
         def advance(carry, x):
             return cell.recurrent_step(params, carry, x, h_mask)
     else:
-        inputs = xs
+        project = None
         if h_mask is None:
 
             def advance(carry, x):
@@ -170,10 +204,49 @@ def _scan_one(cell, params, xs, carry0, length, resets, h_mask, *, reverse, unro
             y = jnp.where(ok, y, jnp.zeros_like(y))
         return new_carry, y
 
-    final, ys = jax.lax.scan(body, carry0, (inputs, valid, resets), unroll=unroll)
+    if remat is None:
+        inputs = xs if project is None else project(xs)
+        final, ys = jax.lax.scan(body, carry0, (inputs, valid, resets), unroll=unroll)
+    else:
+        final, ys = _remat_scan(body, project, carry0, (xs, valid, resets), remat, unroll)
     if reverse:
         ys = ys[idx]
     return final, ys
+
+
+def _remat_scan(body, project, carry, seq, chunk, unroll):
+    """``lax.scan(body, carry, seq)`` as checkpointed chunks of ``chunk`` steps.
+
+    ``seq`` is a tuple of per-step arrays [T, ...] (None entries allowed); ``project``, when not
+    None, maps the chunk's raw inputs [k, D] to what ``body`` consumes (the hoisted projection,
+    recomputed per chunk in the backward pass). The first ``T // chunk`` chunks run under an
+    outer scan; a remainder of ``T % chunk`` steps runs as one more checkpointed chunk, so no
+    padded steps are added and the step semantics stay those of ``body``.
+    """
+
+    def run_chunk(carry, part):
+        x, ok, reset = part
+        if project is not None:
+            x = project(x)
+        return jax.lax.scan(body, carry, (x, ok, reset), unroll=unroll)
+
+    steps, chunk = seq[0].shape[0], int(chunk)
+    full, rest = divmod(steps, chunk)
+    outputs = []
+    if full:
+        head = jax.tree.map(
+            lambda a: a[: full * chunk].reshape(full, chunk, *a.shape[1:]), seq
+        )
+        # As the body of a scan, the recomputation cannot be merged with the forward pass by
+        # CSE anyway, so prevent_cse's extra barriers are not needed (jax.checkpoint's docs).
+        body_chunk = jax.checkpoint(run_chunk, prevent_cse=False)
+        carry, ys = jax.lax.scan(body_chunk, carry, head)
+        outputs.append(ys.reshape(full * chunk, *ys.shape[2:]))
+    if rest or not full:
+        tail = jax.tree.map(lambda a: a[full * chunk :], seq)
+        carry, ys = jax.checkpoint(run_chunk)(carry, tail)
+        outputs.append(ys)
+    return carry, outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs)
 
 
 def scan(
@@ -189,6 +262,7 @@ def scan(
     time_major: bool = False,
     strategy: Strategy = "auto",
     h_mask: jax.Array | None = None,
+    remat: int | None = None,
 ) -> tuple[jax.Array, Any]:
     """Runs ``cell`` over a batch of sequences.
 
@@ -201,23 +275,29 @@ def scan(
       lengths: int [B], valid steps of each sequence (see the module docstring).
       resets: bool [B, T] (or [T, B] time-major): True where a step starts a new segment.
       reverse: process each sequence's valid part backwards.
-      unroll: ``jax.lax.scan``'s unroll factor.
+      unroll: ``jax.lax.scan``'s unroll factor (of the inner, per-chunk scan with ``remat``).
       time_major: layout of ``xs``, ``resets`` and the returned outputs.
-      strategy: "auto", "in_loop" or "hoisted" (see the module docstring).
+      strategy: "auto", "in_loop", "hoisted" or "fused" (see the module docstring).
       h_mask: optional float [B, H] multiplying ``h_{t-1}`` where it enters the recurrent
         matmuls at every step (variational dropout, Gal & Ghahramani 2016).
+      remat: None, or a chunk length k >= 1: gradient checkpointing over chunks of k steps
+        (see the module docstring); the backward pass stores O(T/k + k) carries instead of
+        O(T) residuals and recomputes each chunk's forward. Same results; "fused" and an
+        "auto" that would fuse run "hoisted" / "in_loop" instead. Any k works (T need not be
+        divisible by k; k >= T gives a single checkpointed chunk).
 
     Returns:
       ``(ys, final_carry)``: ys [B, T, output_size] (or [T, B, ...]); final_carry at each
       sequence's last valid step.
     """
     where = "jaxrnn.scan"
+    check_remat(where, remat)
     carry, resets, batch, _ = check_scan_inputs(
         where, cell, params, xs, carry, lengths, resets, time_major
     )
     if h_mask is not None:
         _checks.check_shape(where, "h_mask", h_mask, (batch, cell.output_size))
-    chosen = resolve_strategy(strategy, cell, resets, xs.shape)
+    chosen = resolve_strategy(strategy, cell, resets, xs.shape, remat=remat is not None)
     if chosen == "fused":
         return _scan_fused(cell, params, xs, carry, lengths, h_mask, reverse, time_major, unroll)
     hoisted = chosen == "hoisted"
@@ -228,7 +308,7 @@ def scan(
     def one(x, c, length, reset, mask):
         return _scan_one(
             cell, params, x, c, length, reset, mask,
-            reverse=reverse, unroll=unroll, hoisted=hoisted,
+            reverse=reverse, unroll=unroll, hoisted=hoisted, remat=remat,
         )
 
     axes = (0, 0, None if lengths is None else 0, None if resets is None else 0,
