@@ -1,12 +1,14 @@
 #!/usr/bin/env python
-"""PTB small-preset training speed: experiments/ptb_lm.py (jaxrnn) against plain PyTorch.
+"""PTB training speed: experiments/ptb_lm.py (jaxrnn) against plain PyTorch, small or medium.
 
     python benchmarks/ptb_speed.py --data-dir PATH/TO/ptb --max-steps 300 --out runs/ptb_speed
+    python benchmarks/ptb_speed.py --preset medium --data-dir PATH/TO/ptb --max-steps 150 \
+        --log-every 25 --out runs/ptb_speed_medium
 
 Runs, one after the other and each in its own subprocess,
 
-- ``benchmarks/ptb_torch.py --data-dir D --max-steps N --warmup-steps L``, and
-- ``experiments/ptb_lm.py --preset small --data-dir D --max-steps N --log-every L``,
+- ``benchmarks/ptb_torch.py --preset P --data-dir D --max-steps N --warmup-steps L``, and
+- ``experiments/ptb_lm.py --preset P --data-dir D --max-steps N --log-every L``,
 
 and prints both training throughputs (tokens/s) and their ratio. ptb_lm's tokens/s is read from
 the ``"split": "train"`` lines of its metrics.jsonl, leaving out the first log interval (it holds
@@ -37,6 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", type=Path, default=None,
                    help="folder holding ptb.train.txt, ptb.valid.txt, ptb.test.txt (required)")
+    p.add_argument("--preset", choices=["small", "medium"], default="small",
+                   help="Zaremba et al.'s preset for both scripts")
     p.add_argument("--max-steps", type=int, default=300, help="updates per run")
     p.add_argument("--log-every", type=int, default=50,
                    help="ptb_lm's log interval; the first interval (and torch's first this "
@@ -84,7 +88,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out.resolve()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    common = ["--data-dir", str(args.data_dir.resolve()), "--max-steps", str(args.max_steps)]
+    common = ["--preset", args.preset, "--data-dir", str(args.data_dir.resolve()),
+              "--max-steps", str(args.max_steps)]
     runs = []
     for rep in range(args.repeats):
         torch_json = out / f"ptb_torch_{stamp}_{rep}.json"
@@ -93,8 +98,8 @@ def main(argv=None) -> int:
              "--warmup-steps", str(args.log_every), "--threads", str(args.torch_threads),
              "--out", str(torch_json)], args.timeout)
         torch_tps = json.loads(torch_json.read_text())["tokens_per_sec"]
-        run([sys.executable, str(ROOT / "experiments" / "ptb_lm.py"), "--preset", "small",
-             *common, "--log-every", str(args.log_every), "--eval-batch-size", "20",
+        run([sys.executable, str(ROOT / "experiments" / "ptb_lm.py"), *common,
+             "--log-every", str(args.log_every), "--eval-batch-size", "20",
              "--no-progress", "--out", str(lm_dir)], args.timeout)
         jax_tps, timed = interval_throughput(lm_dir / "metrics.jsonl")
         runs.append({"torch_tokens_per_sec": torch_tps, "jaxrnn_tokens_per_sec": jax_tps,
@@ -104,7 +109,7 @@ def main(argv=None) -> int:
               f"ratio {jax_tps / torch_tps:.2f}x", flush=True)
     results = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "max_steps": args.max_steps, "log_every": args.log_every,
+        "preset": args.preset, "max_steps": args.max_steps, "log_every": args.log_every,
         "torch_threads": args.torch_threads, "runs": runs,
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "torch_tokens_per_sec": statistics.median(r["torch_tokens_per_sec"] for r in runs),
@@ -112,7 +117,7 @@ def main(argv=None) -> int:
         "ratio": statistics.median(r["ratio"] for r in runs),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"PTB small, training tokens/s: jaxrnn (experiments/ptb_lm.py) "
+    print(f"PTB {args.preset}, training tokens/s: jaxrnn (experiments/ptb_lm.py) "
           f"{results['jaxrnn_tokens_per_sec']:,.0f}, torch {results['torch_tokens_per_sec']:,.0f}"
           f"; ratio jaxrnn/torch {results['ratio']:.2f}x")
     return 0

@@ -1,15 +1,18 @@
 #!/usr/bin/env python
-"""Zaremba et al. (2014)'s small PTB model in plain PyTorch: the speed reference for ptb_lm.py.
+"""Zaremba et al. (2014)'s PTB models in plain PyTorch: the speed reference for ptb_lm.py.
 
     python benchmarks/ptb_torch.py --data-dir PATH/TO/ptb --max-steps 300
     python benchmarks/ptb_torch.py --data-dir PATH/TO/ptb --max-steps 300 --out runs/ptb_torch.json
+    python benchmarks/ptb_torch.py --preset medium --data-dir PATH/TO/ptb --max-steps 150
 
-The same model and training as ``experiments/ptb_lm.py --preset small``, without jaxrnn:
-embedding 10000 x 200 -> 2-layer nn.LSTM(200, 200) -> linear 200 -> 10000, every parameter
-(biases included) uniform in +-0.1, no dropout; loss = batch-mean cross entropy summed over the
-20 unrolled steps; SGD lr 1.0 with gradient clipping at global norm 5, lr multiplied by 0.5 per
-epoch after the 4th; the training split cut into 20 contiguous streams, windows of 20 steps,
-each window's final state carried into the next (detached) and reset at each epoch.
+The same model and training as ``experiments/ptb_lm.py --preset small`` (or ``medium``), without
+jaxrnn. small: embedding 10000 x 200 -> 2-layer nn.LSTM(200, 200) -> linear 200 -> 10000, every
+parameter (biases included) uniform in +-0.1, no dropout; loss = batch-mean cross entropy summed
+over the 20 unrolled steps; SGD lr 1.0 with gradient clipping at global norm 5, lr multiplied by
+0.5 per epoch after the 4th; the training split cut into 20 contiguous streams, windows of 20
+steps, each window's final state carried into the next (detached) and reset at each epoch.
+medium: 650 units, dropout 0.5 on the embedding output, between the layers and before the
+softmax, init +-0.05, 35 unrolled steps, lr divided by 1.2 per epoch after the 6th.
 
 Reads ``ptb.train.txt`` from --data-dir (each line's words and one ``<eos>``). Trains for
 --max-steps updates (default: the preset's 13 epochs) and reports training tokens/s over the
@@ -28,14 +31,21 @@ import sys
 import time
 from pathlib import Path
 
-SMALL = dict(hidden_size=200, num_layers=2, init_scale=0.1, lr=1.0, lr_decay=0.5,
-             decay_after=4, epochs=13, batch_size=20, bptt=20, clip_norm=5.0)
+PRESETS = {  # as experiments/ptb_lm.py's
+    "small": dict(hidden_size=200, num_layers=2, dropout=0.0, init_scale=0.1, lr=1.0,
+                  lr_decay=0.5, decay_after=4, epochs=13, batch_size=20, bptt=20,
+                  clip_norm=5.0),
+    "medium": dict(hidden_size=650, num_layers=2, dropout=0.5, init_scale=0.05, lr=1.0,
+                   lr_decay=1 / 1.2, decay_after=6, epochs=39, batch_size=20, bptt=35,
+                   clip_norm=5.0),
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small")
     p.add_argument("--data-dir", type=Path, default=None, help="folder holding ptb.train.txt")
     p.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many updates (default: 13 epochs)")
@@ -81,7 +91,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
                           if args.device == "auto" else args.device)
-    cfg = SMALL
+    cfg = PRESETS[args.preset]
 
     words = read_tokens(train_file)
     counts = collections.Counter(words)
@@ -94,20 +104,22 @@ def main(argv=None) -> int:
     steps_per_epoch = (batch_len - 1) // bptt
     total = args.max_steps or cfg["epochs"] * steps_per_epoch
 
-    class SmallLM(nn.Module):
+    class ZarembaLM(nn.Module):
         def __init__(self):
             super().__init__()
             self.embedding = nn.Embedding(v, hidden)
-            self.lstm = nn.LSTM(hidden, hidden, num_layers=cfg["num_layers"], batch_first=True)
+            self.drop = nn.Dropout(cfg["dropout"])
+            self.lstm = nn.LSTM(hidden, hidden, num_layers=cfg["num_layers"], batch_first=True,
+                                dropout=cfg["dropout"])
             self.softmax = nn.Linear(hidden, v)
             for param in self.parameters():
                 nn.init.uniform_(param, -cfg["init_scale"], cfg["init_scale"])
 
         def forward(self, tokens, state):
-            out, state = self.lstm(self.embedding(tokens), state)
-            return self.softmax(out), state
+            out, state = self.lstm(self.drop(self.embedding(tokens)), state)
+            return self.softmax(self.drop(out)), state
 
-    model = SmallLM().to(device)
+    model = ZarembaLM().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg["lr"])
 
     def zero_state():
@@ -118,7 +130,7 @@ def main(argv=None) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    print(f"small preset in torch {torch.__version__} on {device} "
+    print(f"{args.preset} preset in torch {torch.__version__} on {device} "
           f"({torch.get_num_threads()} threads): vocab {v}, {ids.numel():,} training tokens, "
           f"{steps_per_epoch} steps/epoch, {total} steps", flush=True)
     state = zero_state()

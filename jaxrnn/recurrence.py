@@ -24,8 +24,9 @@ Three strategies compute the same function (tests check it on the same weights):
   computes the weight gradients afterwards as large matmuls. Reverse-mode AD only: ``jax.jvp``
   needs "in_loop" or "hoisted". Other cells, or ``resets``, fall back to "hoisted".
 
-``"auto"`` uses "fused" where it applies; otherwise, on a CPU, the projection stays in the loop
-(measured on a 2-core CPU, hoisting alone was not faster) and GPUs and TPUs hoist it.
+``"auto"`` uses "fused" where it applies, except for batches above :data:`CPU_FUSED_MAX_BATCH`
+on a CPU; otherwise, on a CPU, the projection stays in the loop (measured on a 2-core CPU,
+hoisting alone was not faster) and GPUs and TPUs hoist it.
 "in_loop" and "hoisted" support reverse- and forward-mode AD (``jax.grad``, ``jax.jvp``).
 
 ``remat=k`` trades compute for memory (gradient checkpointing, Chen et al. 2016, "Training deep
@@ -57,12 +58,15 @@ from jaxrnn.cells.base import check_carry, input_size_of
 Strategy = Literal["auto", "in_loop", "hoisted", "fused"]
 
 
-# On a CPU, "auto" fuses only while the hoisted projection [T, B, gates * H] stays this small.
-# Measured on a 2-core CPU (benchmarks/RESULTS.md), training step: fused was fastest at
-# (B, T, H) = (20, 35, 200) and (20, 35, 650) (projection 1.6-7 MiB) for LSTM and GRU; at
-# (64, 100, 256) (19-25 MiB) it tied with in_loop for the LSTM and lost by 15% for the GRU; at
-# (256, 100, 512) (150-200 MiB) in_loop won, streaming the projection through memory dominating.
-CPU_FUSED_MAX_BYTES = 16 * 2**20
+# On a CPU, "auto" fuses only while the batch is at most this large. Measured on a 2-core CPU
+# (benchmarks/RESULTS.md), LSTM training step, fused vs in_loop: (B, T, H) = (20, 35, 200)
+# 10.4 vs 17.0 ms, (20, 35, 650) 71 vs 122 ms, (8, 4096, 256) 1,056 vs 1,814 ms: fused wins at
+# small batches, where the per-step weight-gradient matmuls of plain autodiff are thin; at
+# (64, 100, 256) they tie (136 vs 131 ms; GRU 131 vs 138), and at (256, 100, 512) in_loop wins
+# (1,280 vs 1,510 ms; GRU 1,289 vs 1,502), streaming the hoisted projection through memory
+# costing more than thin matmuls save. (An earlier rule on the projection's size in bytes sent
+# the long (8, 4096, 256) case to in_loop, 1.7x slower.)
+CPU_FUSED_MAX_BATCH = 32
 
 
 def resolve_strategy(
@@ -71,15 +75,16 @@ def resolve_strategy(
     resets=None,
     xs_shape: tuple[int, ...] | None = None,
     remat: bool = False,
+    time_major: bool = False,
 ) -> Literal["in_loop", "hoisted", "fused"]:
     """Maps a requested strategy to the one that runs for this cell and these arguments.
 
     "fused" runs the custom-VJP path of :mod:`jaxrnn.fused` for a plain LSTM or a reset-after
     GRU without ``resets`` and without ``remat``; other cells, ``resets`` or ``remat`` fall back
     to "hoisted" (rematerialisation needs plain autodiff, see the module docstring). "auto" picks
-    "fused" where it applies, except on a CPU when the hoisted input projection (T * B *
-    gates * H floats, from ``xs_shape``) exceeds :data:`CPU_FUSED_MAX_BYTES`; otherwise
-    "in_loop" on a CPU (hoisting alone was not faster there) and "hoisted" on GPUs and TPUs.
+    "fused" where it applies, except on a CPU when the batch (from ``xs_shape``, [B, T, D], or
+    [T, B, D] with ``time_major``) exceeds :data:`CPU_FUSED_MAX_BATCH`; otherwise "in_loop" on
+    a CPU (hoisting alone was not faster there) and "hoisted" on GPUs and TPUs.
     """
     if strategy not in ("auto", "in_loop", "hoisted", "fused"):
         raise ValueError(
@@ -90,16 +95,11 @@ def resolve_strategy(
         return "fused" if fusable else "hoisted"
     if strategy == "auto":
         cpu = jax.default_backend() == "cpu"
-        if fusable and not (cpu and xs_shape is not None and _projection_bytes(cell, xs_shape)
-                            > CPU_FUSED_MAX_BYTES):
+        batch = None if xs_shape is None else xs_shape[1 if time_major else 0]
+        if fusable and not (cpu and batch is not None and batch > CPU_FUSED_MAX_BATCH):
             return "fused"
         return "in_loop" if cpu else "hoisted"
     return strategy
-
-
-def _projection_bytes(cell, xs_shape) -> int:
-    steps_times_batch = int(np.prod(xs_shape[:-1]))
-    return 4 * steps_times_batch * cell.num_gates * cell.hidden_size
 
 
 def check_lengths(where: str, lengths: Any, batch: int, steps: int) -> None:
@@ -297,7 +297,8 @@ def scan(
     )
     if h_mask is not None:
         _checks.check_shape(where, "h_mask", h_mask, (batch, cell.output_size))
-    chosen = resolve_strategy(strategy, cell, resets, xs.shape, remat=remat is not None)
+    chosen = resolve_strategy(strategy, cell, resets, xs.shape, remat=remat is not None,
+                              time_major=time_major)
     if chosen == "fused":
         return _scan_fused(cell, params, xs, carry, lengths, h_mask, reverse, time_major, unroll)
     hoisted = chosen == "hoisted"

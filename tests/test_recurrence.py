@@ -133,9 +133,12 @@ def test_auto_strategy_choice():
     assert resolve_strategy("fused", jaxrnn.GRU(4, reset_after=False)) == "hoisted"
     assert resolve_strategy("fused", jaxrnn.LSTM(4), resets=True) == "hoisted"
     assert resolve_strategy("auto", jaxrnn.LSTM(4, proj_size=2)) in ("in_loop", "hoisted")
-    if jax.default_backend() == "cpu":  # a large projection streams through memory: in_loop
+    if jax.default_backend() == "cpu":  # large batches: thick per-step matmuls, in_loop
         assert resolve_strategy("auto", jaxrnn.LSTM(512), xs_shape=(256, 100, 512)) == "in_loop"
         assert resolve_strategy("auto", jaxrnn.LSTM(200), xs_shape=(20, 35, 200)) == "fused"
+        assert resolve_strategy("auto", jaxrnn.LSTM(256), xs_shape=(8, 4096, 256)) == "fused"
+        assert resolve_strategy("auto", jaxrnn.GRU(8), xs_shape=(100, 256, 8),
+                                time_major=True) == "in_loop"
     with pytest.raises(ValueError, match="strategy='fast'; expected"):
         resolve_strategy("fast", jaxrnn.LSTM(4))
 
