@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -43,14 +42,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rnn_speed import machine_info  # noqa: E402  (this folder's shared helpers)
+
 MIB = 2**20
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def max_rss_bytes() -> int:
@@ -169,23 +164,6 @@ def spawn(setting: str, args) -> dict:
                 "reason": f"exit {proc.returncode}: " + " | ".join(tail)}
 
 
-def machine_info() -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu_count": cpu_count(), "processor": platform.processor()}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["processor"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        info["load_average"] = os.getloadavg()
-    except OSError:
-        pass
-    return info
-
-
 def _mib(value) -> str:
     return "n/a" if value is None else f"{value / MIB:.1f}"
 
@@ -255,6 +233,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     text = table(results, args)
     info = machine_info()
+    info["load_average"] = os.getloadavg()
     record = {"command": [sys.executable, *sys.argv], "args": {
         k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
         if k not in ("worker", "result_file")}, "machine": info, "results": results}
