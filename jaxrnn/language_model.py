@@ -31,12 +31,9 @@ import numpy as np
 from jaxrnn import _checks
 from jaxrnn.cells.initializers import Uniform
 from jaxrnn.layers import StackedRNN, State, dropout
+from jaxrnn.losses import linear_cross_entropy, token_cross_entropy
 
-
-def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """-log softmax(logits)[target] per position, in float32. logits [..., V], targets [...]."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+__all__ = ["LanguageModel", "token_cross_entropy"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +95,21 @@ class LanguageModel:
         train: bool = False,
     ) -> tuple[jax.Array, State]:
         """tokens int [B, T] -> (logits [B, T, V], final state)."""
+        h, state = self.features(params, tokens, state, key=key, train=train)
+        w = params["embedding"] if self.tie_weights else params["softmax_w"]
+        logits = jnp.einsum("bth,vh->btv", h, w) + params["softmax_b"][None, None, :]
+        return logits, state
+
+    def features(
+        self,
+        params,
+        tokens: jax.Array,
+        state: State | None = None,
+        *,
+        key: jax.Array | None = None,
+        train: bool = False,
+    ) -> tuple[jax.Array, State]:
+        """tokens int [B, T] -> (the softmax layer's inputs h [B, T, H_out], final state)."""
         where = "LanguageModel.apply"
         dtype = getattr(tokens, "dtype", None)
         if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
@@ -113,9 +125,7 @@ class LanguageModel:
         h, state = self.rnn.apply(params["rnn"], x, state, key=k_rnn, train=train)
         if train:
             h = dropout(k_out, self.dropout, h)
-        w = params["embedding"] if self.tie_weights else params["softmax_w"]
-        logits = jnp.einsum("bth,vh->btv", h, w) + params["softmax_b"][None, None, :]
-        return logits, state
+        return h, state
 
     def step(self, params, state: State, token: jax.Array) -> tuple[State, jax.Array]:
         """One token per sequence (int [B]) -> (state, logits [B, V]); for sampling."""
@@ -132,9 +142,11 @@ class LanguageModel:
         Returns ``(loss, (final_state, nll_sum))`` where ``loss`` is the batch-mean cross entropy
         SUMMED over the unrolled steps (TensorFlow's sequence_loss averaged across the batch, then
         reduce_sum, as in the paper's code: lr 1.0 there is T times a per-token-mean lr), and
-        ``nll_sum`` the sum over all B*T tokens (for per-token nats and perplexity).
+        ``nll_sum`` the sum over all B*T tokens (for per-token nats and perplexity). The softmax
+        layer and the cross entropy run fused (:func:`jaxrnn.losses.linear_cross_entropy`).
         """
         _checks.check_int_array("LanguageModel.loss", "targets", targets, np.shape(tokens))
-        logits, state = self.apply(params, tokens, state, key=key, train=train)
-        nll = token_cross_entropy(logits, targets)
+        h, state = self.features(params, tokens, state, key=key, train=train)
+        w = params["embedding"] if self.tie_weights else params["softmax_w"]
+        nll = linear_cross_entropy(h, w, params["softmax_b"], targets)
         return jnp.sum(jnp.mean(nll, axis=0)), (state, jnp.sum(nll))
