@@ -110,7 +110,7 @@ class LanguageModel:
         train: bool = False,
     ) -> tuple[jax.Array, State]:
         """tokens int [B, T] -> (the softmax layer's inputs h [B, T, H_out], final state)."""
-        where = "LanguageModel.apply"
+        where = "LanguageModel"  # apply, features and loss all check here
         dtype = getattr(tokens, "dtype", None)
         if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
             raise TypeError(f"{where}: tokens has dtype {dtype}; expected integer token ids")
