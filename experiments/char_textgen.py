@@ -67,6 +67,7 @@ import numpy as np
 import jaxrnn
 from jaxrnn import sampling, train
 from jaxrnn.language_model import LanguageModel
+from jaxrnn.train.cli import run_for_script
 
 UNK = "<unk>"
 DEFAULT_SOURCE = ("Python Language Reference topics (pydoc_data.topics, CPython {version} "
@@ -361,26 +362,25 @@ def main(argv=None) -> int:
 
     zeros = model.initial_state(params, args.batch_size)
     state = train.TrainState.create(params, optimizer, seed=args.seed, carry=zeros)
-    try:
-        state, summary = train.run_training(
-            state=state,
-            train_step=train.make_train_step(loss_fn, optimizer),
-            get_batch=lambda epoch, index: train.get_window(stream, index, args.bptt),
-            steps_per_epoch=steps_per_epoch,
-            num_epochs=args.epochs,
-            out_dir=args.out,
-            resume=args.resume,
-            on_epoch_start=lambda s, epoch: s._replace(
-                carry=model.initial_state(s.params, args.batch_size)),
-            evaluate_fn=valid_and_sample,
-            log_every=max(1, min(100, steps_per_epoch // 5)),
-            tokens_per_step=tokens_per_step,
-            extra_metrics=lambda s: {"lr": float(schedule(jnp.maximum(s.step - 1, 0)))},
-            progress=False if args.no_progress else None,
-        )
-    except train.NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
+    result = run_for_script(
+        state=state,
+        train_step=train.make_train_step(loss_fn, optimizer),
+        get_batch=lambda epoch, index: train.get_window(stream, index, args.bptt),
+        steps_per_epoch=steps_per_epoch,
+        num_epochs=args.epochs,
+        out_dir=args.out,
+        resume=args.resume,
+        on_epoch_start=lambda s, epoch: s._replace(
+            carry=model.initial_state(s.params, args.batch_size)),
+        evaluate_fn=valid_and_sample,
+        log_every=max(1, min(100, steps_per_epoch // 5)),
+        tokens_per_step=tokens_per_step,
+        extra_metrics=train.lr_metric(schedule),
+        progress=False if args.no_progress else None,
+    )
+    if isinstance(result, int):
+        return result
+    state, summary = result
 
     t0 = time.perf_counter()
     valid = validate(state.params)

@@ -35,13 +35,13 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
 from jaxrnn import distributed, train
 from jaxrnn.data import DataError, load_word_corpus, markov_corpus
 from jaxrnn.language_model import LanguageModel
+from jaxrnn.train.cli import run_for_script
 
 # Hyperparameters of Zaremba et al. (2014) and their published (valid, test) perplexities.
 PRESETS: dict[str, dict] = {
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
 
     checkpointer = train.Checkpointer(checkpoints)
     try:
-        state, summary = train.run_training(
+        result = run_for_script(
             state=distributed.put_state(state, mesh),
             train_step=distributed.make_train_step(loss_fn, optimizer, mesh),
             get_batch=lambda epoch, index: train.get_window(stream, index, args.bptt),
@@ -225,15 +225,15 @@ def main(argv=None) -> int:
             log_every=args.log_every,
             max_steps=args.max_steps,
             tokens_per_step=tokens_per_step,
-            extra_metrics=lambda s: {"lr": float(schedule(jnp.maximum(s.step - 1, 0)))},
+            extra_metrics=train.lr_metric(schedule),
             progress=False if args.no_progress else None,
             tensorboard=True,
         )
-    except train.NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
     finally:
         checkpointer.close()
+    if isinstance(result, int):
+        return result
+    state, summary = result
 
     if summary.get("resumed_from") is not None:
         print(f"resumed from the checkpoint at step {summary['resumed_from']}")

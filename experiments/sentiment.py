@@ -50,7 +50,7 @@ import jaxrnn
 from jaxrnn import train
 from jaxrnn.data import DataError
 from jaxrnn.data.imdb import IMDB_URL, load_imdb, make_text_classification, synthetic_reviews
-from jaxrnn.train.cli import positive_float, positive_int, rate
+from jaxrnn.train.cli import positive_float, positive_int, rate, run_for_script
 
 TARGET = 0.87  # test accuracy on IMDB
 PRESETS: dict[str, dict] = {
@@ -309,21 +309,17 @@ def main(argv=None) -> int:
 
     state = train.TrainState.create(jax.jit(init)(jax.random.PRNGKey(args.seed)), optimizer,
                                     seed=args.seed)
-    try:
-        state, summary = train.run_training(
-            state=state, train_step=train.make_train_step(loss_fn, optimizer),
-            get_batch=get_batch, steps_per_epoch=steps_per_epoch, num_epochs=args.epochs,
-            out_dir=args.out, resume=args.resume, evaluate_fn=validate,
-            ckpt_every=500, log_every=max(min(steps_per_epoch // 4, 100), 1),
-            extra_metrics=lambda s: {"lr": float(schedule(jnp.maximum(s.step - 1, 0)))},
-            progress=False if args.no_progress else None, verbose=False,
-        )
-    except train.NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    result = run_for_script(
+        state=state, train_step=train.make_train_step(loss_fn, optimizer),
+        get_batch=get_batch, steps_per_epoch=steps_per_epoch, num_epochs=args.epochs,
+        out_dir=args.out, resume=args.resume, evaluate_fn=validate,
+        ckpt_every=500, log_every=max(min(steps_per_epoch // 4, 100), 1),
+        extra_metrics=train.lr_metric(schedule),
+        progress=False if args.no_progress else None, verbose=False,
+    )
+    if isinstance(result, int):
+        return result
+    state, summary = result
 
     t0 = time.perf_counter()
     test = score(logits_fn, state.params, eval_batches(

@@ -64,6 +64,7 @@ import numpy as np
 import jaxrnn
 from jaxrnn import attention, sampling, train
 from jaxrnn.language_model import token_cross_entropy
+from jaxrnn.train.cli import run_for_script
 
 TARGET = 0.99
 
@@ -504,23 +505,22 @@ def main(argv=None) -> int:
         return {"loss": mean_nll(logits, split.tgt_out), "exact_match_greedy": em}
 
     state = train.TrainState.create(params, optimizer, seed=args.seed)
-    try:
-        state, summary = train.run_training(
-            state=state,
-            train_step=train.make_train_step(loss_fn, optimizer),
-            get_batch=get_batch,
-            steps_per_epoch=steps_per_epoch,
-            num_epochs=args.epochs,
-            out_dir=args.out,
-            resume=args.resume,
-            evaluate_fn=valid_metrics,
-            log_every=max(1, min(100, steps_per_epoch // 4)),
-            tokens_per_step=args.batch_size * TGT_LEN,
-            progress=False if args.no_progress else None,
-        )
-    except train.NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
+    result = run_for_script(
+        state=state,
+        train_step=train.make_train_step(loss_fn, optimizer),
+        get_batch=get_batch,
+        steps_per_epoch=steps_per_epoch,
+        num_epochs=args.epochs,
+        out_dir=args.out,
+        resume=args.resume,
+        evaluate_fn=valid_metrics,
+        log_every=max(1, min(100, steps_per_epoch // 4)),
+        tokens_per_step=args.batch_size * TGT_LEN,
+        progress=False if args.no_progress else None,
+    )
+    if isinstance(result, int):
+        return result
+    state, summary = result
     for record in summary["history"]:
         if record["split"] == "valid":
             print(f"  epoch {record['epoch']:.0f}: valid loss {record['loss']:.4f}, greedy exact "

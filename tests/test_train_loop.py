@@ -241,6 +241,38 @@ def test_non_finite_loss_stops_without_saving(tmp_path):
         train(tmp_path / "b", batch_fn=nan_at(1))
 
 
+def test_run_for_script_turns_loop_errors_into_exit_codes(tmp_path, capsys):
+    from jaxrnn.train.cli import EXIT_BAD_INPUT, EXIT_NON_FINITE, run_for_script
+
+    common = dict(train_step=TRAIN_STEP, steps_per_epoch=STEPS, num_epochs=1, ckpt_every=4,
+                  progress=False, verbose=False)
+    state, summary = run_for_script(state=fresh_state(), get_batch=get_batch,
+                                    out_dir=tmp_path / "a", max_steps=4, **common)
+    assert int(state.step) == 4 and summary["step"] == 4
+    again = run_for_script(state=fresh_state(), get_batch=get_batch, out_dir=tmp_path / "a",
+                           max_steps=4, **common)
+    assert again == EXIT_BAD_INPUT
+    assert "error: run_training: " in capsys.readouterr().err
+
+    def nan_batch(epoch, index):
+        inputs, targets, _ = get_batch(epoch, index)
+        return inputs, targets, np.float32(np.nan)
+
+    code = run_for_script(state=fresh_state(), get_batch=nan_batch, out_dir=tmp_path / "b",
+                          **common)
+    assert code == EXIT_NON_FINITE
+    assert "non-finite loss" in capsys.readouterr().err
+
+
+def test_lr_metric_reports_the_rate_of_the_last_update():
+    from jaxrnn.train import epoch_decay, lr_metric
+
+    metric = lr_metric(epoch_decay(1.0, 0.5, 1, steps_per_epoch=10))
+    assert metric(fresh_state()) == {"lr": 1.0}  # step 0: nothing done yet, the first rate
+    assert metric(fresh_state()._replace(step=np.int32(10))) == {"lr": 1.0}  # update 9
+    assert metric(fresh_state()._replace(step=np.int32(11))) == {"lr": 0.5}  # update 10
+
+
 def test_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="steps_per_epoch must be a positive int; got 0"):
         run_training(state=fresh_state(), train_step=TRAIN_STEP, get_batch=get_batch,

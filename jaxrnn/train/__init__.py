@@ -19,6 +19,7 @@ Schedules and optimizers (:mod:`jaxrnn.train.schedules`)
     epoch 5 at 0.5, epoch 6 at 0.25, ...
     ``make_optimizer(name, learning_rate, *, clip_norm, weight_decay=0.0, momentum=None)``
     -> ``chain(clip_by_global_norm(clip_norm), <name>)``; names in ``OPTIMIZERS``.
+    ``lr_metric(schedule)`` -> ``extra_metrics`` for the loop: the rate of the last update.
 
 State and steps (:mod:`jaxrnn.train.state`, :mod:`jaxrnn.train.step`)
     ``TrainState(step, params, opt_state, key, carry)``, a NamedTuple pytree;
@@ -99,7 +100,7 @@ from jaxrnn.train.batching import batchify, get_window, minibatches, num_windows
 from jaxrnn.train.checkpoint import Checkpointer
 from jaxrnn.train.loop import TIMING_KEYS, NonFiniteLossError, run_training
 from jaxrnn.train.metrics import MetricsLog, ProgressBar, TensorBoardLog, plot_curves, read_metrics
-from jaxrnn.train.schedules import OPTIMIZERS, epoch_decay, make_optimizer
+from jaxrnn.train.schedules import OPTIMIZERS, epoch_decay, lr_metric, make_optimizer
 from jaxrnn.train.state import TrainState
 from jaxrnn.train.step import evaluate, make_eval_step, make_train_step
 from jaxrnn.train.stream_eval import stream_evaluator
@@ -117,6 +118,7 @@ __all__ = [
     "epoch_decay",
     "evaluate",
     "get_window",
+    "lr_metric",
     "make_eval_step",
     "make_optimizer",
     "make_train_step",

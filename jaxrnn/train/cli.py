@@ -1,8 +1,13 @@
-"""argparse value types shared by the experiment scripts: bad flags fail with a clear message."""
+"""Shared by the experiment scripts: argparse value types (bad flags fail with a clear message)
+and :func:`run_for_script`, the training loop with its errors turned into exit codes."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
+
+from jaxrnn.train.loop import NonFiniteLossError, run_training
 
 
 def positive_int(text: str) -> int:
@@ -35,3 +40,32 @@ def fraction(text: str) -> float:
     if not 0.0 <= value < 0.5:
         raise argparse.ArgumentTypeError(f"must lie in [0, 0.5); got {value}")
     return value
+
+
+EXIT_BAD_INPUT = 2
+"""Exit code of a script for bad data or arguments (argparse's own code for bad flags)."""
+EXIT_NON_FINITE = 3
+"""Exit code of a script whose loss or gradient norm became NaN or infinite."""
+
+
+def run_for_script(**kwargs: Any) -> tuple[Any, dict[str, Any]] | int:
+    """:func:`jaxrnn.train.run_training` for a script's ``main()``: the same keyword arguments.
+
+    Returns ``(state, summary)``, or, after printing the reason to stderr, the exit code:
+    :data:`EXIT_NON_FINITE` when the loss became NaN/inf (the last good checkpoint is kept),
+    :data:`EXIT_BAD_INPUT` when ``out_dir`` already holds another run's checkpoints and
+    ``resume`` is False. Usage::
+
+        result = run_for_script(state=..., train_step=..., ...)
+        if isinstance(result, int):
+            return result
+        state, summary = result
+    """
+    try:
+        return run_training(**kwargs)
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_NON_FINITE
+    except FileExistsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT

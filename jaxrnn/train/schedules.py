@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["OPTIMIZERS", "epoch_decay", "make_optimizer"]
+__all__ = ["OPTIMIZERS", "epoch_decay", "lr_metric", "make_optimizer"]
 
 # Exponents below this come from a float64 table rounded once to float32, so the schedule
 # equals Zaremba's Python-float learning rate cast to float32 exactly; beyond it lax.pow.
@@ -80,6 +80,16 @@ def epoch_decay(
 
 
 Schedule = float | Callable[[jax.Array | int], jax.Array]
+
+
+def lr_metric(schedule: Callable[[jax.Array], jax.Array]) -> Callable[[object], dict[str, float]]:
+    """``state -> {"lr": rate}``: the rate the last update used (``schedule(state.step - 1)``),
+    for :func:`jaxrnn.train.run_training`'s ``extra_metrics``."""
+
+    def metric(state) -> dict[str, float]:
+        return {"lr": float(schedule(jnp.maximum(state.step - 1, 0)))}
+
+    return metric
 
 
 def _sgd(lr: Schedule, momentum: float | None) -> optax.GradientTransformation:
