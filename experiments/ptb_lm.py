@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import jaxrnn
@@ -103,6 +104,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tie-weights", action="store_true", help="share embedding and softmax")
     p.add_argument("--optimizer", default="sgd", choices=sorted(train.OPTIMIZERS),
                    help="optax optimizer (the paper: sgd)")
+    p.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="dtype of the matmul operands (LSTM and softmax layer); products are "
+                   "accumulated in float32, parameters, states and the softmax stay float32. "
+                   "bfloat16 is an opt-in speed trade (AMX / tensor cores), not the paper's "
+                   "float32 model")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     distributed.add_arguments(p)
     args = p.parse_args(argv)
@@ -125,7 +131,8 @@ def load_corpus(args):
 
 
 def build_model(args, vocab_size: int) -> LanguageModel:
-    cell = jaxrnn.LSTM(args.hidden_size, forget_bias=args.forget_bias)
+    dtype = {"float32": None, "bfloat16": jnp.bfloat16}[args.compute_dtype]
+    cell = jaxrnn.LSTM(args.hidden_size, forget_bias=args.forget_bias, compute_dtype=dtype)
     rnn = jaxrnn.StackedRNN(cell, num_layers=args.num_layers, dropout=args.dropout)
     return LanguageModel(vocab_size, rnn, embed_size=args.hidden_size, dropout=args.dropout,
                          tie_weights=args.tie_weights, init_scale=args.init_scale)

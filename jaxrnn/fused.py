@@ -17,6 +17,12 @@ Equations: exactly :class:`jaxrnn.LSTM` (gate order i, f, g, o; forget_bias) and
 past each length) and variational ``h_mask`` behave as in :func:`jaxrnn.scan`. Tests check values
 and gradients against the plain per-step formulation on the same weights.
 
+With the cell's ``compute_dtype`` (e.g. ``jnp.bfloat16``) every matmul, forward and backward,
+takes operands cast to it and accumulates in float32 (the cells' contract); gates, states,
+outputs and gradients stay float32. The weights enter the loops pre-transposed ([H, 4H] forward,
+[4H, H] backward), the row-major form XLA:CPU hands to its bf16 kernels: LSTM training step at
+(20, 35, 650) 55 ms in bf16 against 89 ms in float32 on the CPU of benchmarks/RESULTS.md.
+
 Forward-mode AD (``jax.jvp``) is not available on this path (``custom_vjp``); use
 ``strategy="in_loop"`` or ``"hoisted"`` for it. No gradient flows to ``h_mask``.
 """
@@ -28,16 +34,18 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jaxrnn._matmul import mm as _mm
+from jaxrnn._matmul import mm_tn as _mm_tn
 from jaxrnn.cells.gru import GRU, GRUState
 from jaxrnn.cells.lstm import LSTM, LSTMState
 
 
 def supports(cell) -> bool:
-    """True when ``cell`` has a fused implementation (plain float LSTM / cuDNN-style GRU)."""
+    """True when ``cell`` has a fused implementation (plain LSTM / cuDNN-style GRU)."""
     if type(cell) is LSTM:
-        return cell.proj_size == 0 and cell.compute_dtype is None
+        return cell.proj_size == 0
     if type(cell) is GRU:
-        return cell.reset_after and cell.compute_dtype is None
+        return cell.reset_after
     return False
 
 
@@ -47,8 +55,10 @@ def _bias(params, cell) -> jax.Array:
     return jnp.zeros((params["w_ih"].shape[0],), params["w_ih"].dtype)
 
 
-def _project(xs, w_ih, b):
-    return jnp.einsum("tbd,gd->tbg", xs, w_ih) + b[None, None, :]
+def _project(xs, w_ih, b, dtype=None):
+    if dtype is None:
+        return jnp.einsum("tbd,gd->tbg", xs, w_ih) + b[None, None, :]
+    return _mm(xs, w_ih.T, dtype) + b[None, None, :]
 
 
 def _split_gates(z, n):
@@ -65,19 +75,20 @@ def _freeze(valid_t, new, old):
 
 
 @functools.cache
-def _lstm_fn(forget_bias: float, unroll: int):
+def _lstm_fn(forget_bias: float, unroll: int, dtype=None):
     # Layout: the loops read and write one [T, B, H] array per gate, never a [T, B, 4H] one
     # sliced per gate inside the loop. On XLA:CPU that slicing kept the per-step elementwise
     # fusion from vectorising: the forward loop ran 1.75x slower at (B, T, H) = (20, 35, 200)
     # (benchmarks/RESULTS.md).
     def forward(w_ih, w_hh, b, xs, h0, c0, valid, mask):
-        xp = _split_gates(_project(xs, w_ih, b), 4)
+        xp = _split_gates(_project(xs, w_ih, b, dtype), 4)
+        w_rec = w_hh.T if dtype is None else w_hh.T.astype(dtype)
 
         def body(carry, inp):
             h, c = carry
             (x_i, x_f, x_g, x_o), v_t = inp
             h_in = h if mask is None else h * mask
-            r_i, r_f, r_g, r_o = jnp.split(h_in @ w_hh.T, 4, axis=-1)
+            r_i, r_f, r_g, r_o = jnp.split(_mm(h_in, w_rec, dtype), 4, axis=-1)
             i, f = jax.nn.sigmoid(x_i + r_i), jax.nn.sigmoid(x_f + r_f + forget_bias)
             g, o = jnp.tanh(x_g + r_g), jax.nn.sigmoid(x_o + r_o)
             c_new = f * c + i * g
@@ -105,6 +116,7 @@ def _lstm_fn(forget_bias: float, unroll: int):
         w_ih, w_hh, xs, c0, valid, mask, gates, cs, hprev = res
         dys, dh_t, dc_t = cotangents
         cprev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+        w_back = w_hh if dtype is None else w_hh.astype(dtype)
 
         def body(carry, inp):
             dh, dc = carry
@@ -118,7 +130,7 @@ def _lstm_fn(forget_bias: float, unroll: int):
                   dct * i * (1.0 - g * g), dh * tc * o * (1.0 - o))
             if v_t is not None:
                 dz = tuple(_freeze(v_t, d, jnp.zeros_like(d)) for d in dz)
-            dh_prev = jnp.concatenate(dz, axis=-1) @ w_hh
+            dh_prev = _mm(jnp.concatenate(dz, axis=-1), w_back, dtype)
             if mask is not None:
                 dh_prev = dh_prev * mask
             dc_prev = dct * f
@@ -131,9 +143,9 @@ def _lstm_fn(forget_bias: float, unroll: int):
         )
         dz = jnp.concatenate(dz, axis=-1)
         h_in = hprev if mask is None else hprev * mask[None]
-        dw_hh = jnp.einsum("tbg,tbh->gh", dz, h_in)
-        dw_ih = jnp.einsum("tbg,tbd->gd", dz, xs)
-        dxs = jnp.einsum("tbg,gd->tbd", dz, w_ih)
+        dw_hh = _mm_tn(dz, h_in, dtype)
+        dw_ih = _mm_tn(dz, xs, dtype)
+        dxs = _mm(dz, w_ih, dtype)
         return dw_ih, dw_hh, jnp.sum(dz, axis=(0, 1)), dxs, dh0, dc0, None, None
 
     run.defvjp(fwd, bwd)
@@ -143,72 +155,74 @@ def _lstm_fn(forget_bias: float, unroll: int):
 # ------------------------------------------------------------------------------------------ GRU
 
 
-def _gru_forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
-    xp = _split_gates(_project(xs, w_ih, b_ih), 3)  # per-gate arrays: see _lstm_fn
+@functools.cache
+def _gru_fn(dtype=None):
+    def forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
+        xp = _split_gates(_project(xs, w_ih, b_ih, dtype), 3)  # per-gate arrays: see _lstm_fn
+        w_rec = w_hh.T if dtype is None else w_hh.T.astype(dtype)
 
-    def body(h, inp):
-        (xr, xz, xn), v_t = inp
-        h_in = h if mask is None else h * mask
-        hp = h_in @ w_hh.T + b_hh[None, :]
-        hr, hz, hn = jnp.split(hp, 3, axis=-1)
-        r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
-        n = jnp.tanh(xn + r * hn)
-        h_new = (1.0 - z) * n + z * h
-        y = h_new
-        if v_t is not None:
-            h_new = _freeze(v_t, h_new, h)
-            y = _freeze(v_t, y, jnp.zeros_like(y))
-        return h_new, (y, (r, z, n, hn), h)
+        def body(h, inp):
+            (xr, xz, xn), v_t = inp
+            h_in = h if mask is None else h * mask
+            hp = _mm(h_in, w_rec, dtype) + b_hh[None, :]
+            hr, hz, hn = jnp.split(hp, 3, axis=-1)
+            r, z = jax.nn.sigmoid(xr + hr), jax.nn.sigmoid(xz + hz)
+            n = jnp.tanh(xn + r * hn)
+            h_new = (1.0 - z) * n + z * h
+            y = h_new
+            if v_t is not None:
+                h_new = _freeze(v_t, h_new, h)
+                y = _freeze(v_t, y, jnp.zeros_like(y))
+            return h_new, (y, (r, z, n, hn), h)
 
-    h_t, (ys, acts, hprev) = jax.lax.scan(body, h0, (xp, valid))
-    return (ys, h_t), (acts, hprev)
+        h_t, (ys, acts, hprev) = jax.lax.scan(body, h0, (xp, valid))
+        return (ys, h_t), (acts, hprev)
 
+    @jax.custom_vjp
+    def run(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
+        return forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask)[0]
 
-@jax.custom_vjp
-def _gru_run(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
-    return _gru_forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask)[0]
+    def fwd(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
+        out, (acts, hprev) = forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask)
+        return out, (w_ih, w_hh, xs, valid, mask, acts, hprev)
 
+    def bwd(res, cotangents):
+        w_ih, w_hh, xs, valid, mask, acts, hprev = res
+        dys, dh_t = cotangents
+        w_back = w_hh if dtype is None else w_hh.astype(dtype)
 
-def _gru_fwd(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
-    out, (acts, hprev) = _gru_forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask)
-    return out, (w_ih, w_hh, xs, valid, mask, acts, hprev)
+        def body(dh, inp):
+            dy, act, h_p, v_t = inp
+            if v_t is not None:
+                dy = _freeze(v_t, dy, jnp.zeros_like(dy))
+            dh = dh + dy
+            r, z, n, hn = act
+            dn_pre = dh * (1.0 - z) * (1.0 - n * n)
+            # d wrt x W_ih^T + b_ih is (dr, dz, dn); wrt h W_hh^T + b_hh it is (dr, dz, dn * r)
+            parts = (dn_pre * hn * r * (1.0 - r), dh * (h_p - n) * z * (1.0 - z), dn_pre,
+                     dn_pre * r)
+            if v_t is not None:
+                parts = tuple(_freeze(v_t, d, jnp.zeros_like(d)) for d in parts)
+            dh_rec = _mm(jnp.concatenate([parts[0], parts[1], parts[3]], axis=-1), w_back, dtype)
+            if mask is not None:
+                dh_rec = dh_rec * mask
+            dh_prev = dh * z + dh_rec
+            if v_t is not None:
+                dh_prev = _freeze(v_t, dh_prev, dh)
+            return dh_prev, parts
 
+        dh0, (dr, dz, dn, dn_r) = jax.lax.scan(body, dh_t, (dys, acts, hprev, valid), reverse=True)
+        d_hidden = jnp.concatenate([dr, dz, dn_r], axis=-1)
+        d_input = jnp.concatenate([dr, dz, dn], axis=-1)
+        h_in = hprev if mask is None else hprev * mask[None]
+        dw_hh = _mm_tn(d_hidden, h_in, dtype)
+        dw_ih = _mm_tn(d_input, xs, dtype)
+        dxs = _mm(d_input, w_ih, dtype)
+        db_ih, db_hh = jnp.sum(d_input, axis=(0, 1)), jnp.sum(d_hidden, axis=(0, 1))
+        return dw_ih, dw_hh, db_ih, db_hh, dxs, dh0, None, None
 
-def _gru_bwd(res, cotangents):
-    w_ih, w_hh, xs, valid, mask, acts, hprev = res
-    dys, dh_t = cotangents
-
-    def body(dh, inp):
-        dy, act, h_p, v_t = inp
-        if v_t is not None:
-            dy = _freeze(v_t, dy, jnp.zeros_like(dy))
-        dh = dh + dy
-        r, z, n, hn = act
-        dn_pre = dh * (1.0 - z) * (1.0 - n * n)
-        # d wrt x W_ih^T + b_ih is (dr, dz, dn); wrt h W_hh^T + b_hh it is (dr, dz, dn * r)
-        parts = (dn_pre * hn * r * (1.0 - r), dh * (h_p - n) * z * (1.0 - z), dn_pre, dn_pre * r)
-        if v_t is not None:
-            parts = tuple(_freeze(v_t, d, jnp.zeros_like(d)) for d in parts)
-        dh_rec = jnp.concatenate([parts[0], parts[1], parts[3]], axis=-1) @ w_hh
-        if mask is not None:
-            dh_rec = dh_rec * mask
-        dh_prev = dh * z + dh_rec
-        if v_t is not None:
-            dh_prev = _freeze(v_t, dh_prev, dh)
-        return dh_prev, parts
-
-    dh0, (dr, dz, dn, dn_r) = jax.lax.scan(body, dh_t, (dys, acts, hprev, valid), reverse=True)
-    d_hidden = jnp.concatenate([dr, dz, dn_r], axis=-1)
-    d_input = jnp.concatenate([dr, dz, dn], axis=-1)
-    h_in = hprev if mask is None else hprev * mask[None]
-    dw_hh = jnp.einsum("tbg,tbh->gh", d_hidden, h_in)
-    dw_ih = jnp.einsum("tbg,tbd->gd", d_input, xs)
-    dxs = jnp.einsum("tbg,gd->tbd", d_input, w_ih)
-    db_ih, db_hh = jnp.sum(d_input, axis=(0, 1)), jnp.sum(d_hidden, axis=(0, 1))
-    return dw_ih, dw_hh, db_ih, db_hh, dxs, dh0, None, None
-
-
-_gru_run.defvjp(_gru_fwd, _gru_bwd)
+    run.defvjp(fwd, bwd)
+    return run
 
 
 # -------------------------------------------------------------------------------------- driver
@@ -222,7 +236,7 @@ def fused_scan(cell, params, xs, carry, valid=None, h_mask=None, unroll: int = 1
     Returns ``(ys [T, B, H], final_carry)``.
     """
     if type(cell) is LSTM:
-        ys, h, c = _lstm_fn(float(cell.forget_bias), int(unroll))(
+        ys, h, c = _lstm_fn(float(cell.forget_bias), int(unroll), cell.compute_dtype)(
             params["w_ih"], params["w_hh"], _bias(params, cell), xs, carry.h, carry.c,
             valid, h_mask,
         )
@@ -231,6 +245,6 @@ def fused_scan(cell, params, xs, carry, valid=None, h_mask=None, unroll: int = 1
         zeros = jnp.zeros((params["w_ih"].shape[0],), params["w_ih"].dtype)
         b_ih = params["b_ih"] if cell.use_bias else zeros
         b_hh = params["b_hh"] if cell.use_bias else zeros
-        ys, h = _gru_run(params["w_ih"], params["w_hh"], b_ih, b_hh, xs, carry.h, valid, h_mask)
+        ys, h = _gru_fn(cell.compute_dtype)(params["w_ih"], params["w_hh"], b_ih, b_hh, xs, carry.h, valid, h_mask)
         return ys, GRUState(h=h)
     raise TypeError(f"fused_scan: no fused implementation for {type(cell).__name__}")

@@ -143,10 +143,12 @@ class LanguageModel:
         SUMMED over the unrolled steps (TensorFlow's sequence_loss averaged across the batch, then
         reduce_sum, as in the paper's code: lr 1.0 there is T times a per-token-mean lr), and
         ``nll_sum`` the sum over all B*T tokens (for per-token nats and perplexity). The softmax
-        layer and the cross entropy run fused (:func:`jaxrnn.losses.linear_cross_entropy`).
+        layer and the cross entropy run fused (:func:`jaxrnn.losses.linear_cross_entropy`), its
+        matmuls in the recurrent cell's ``compute_dtype`` (float32 unless the cell sets one).
         """
         _checks.check_int_array("LanguageModel.loss", "targets", targets, np.shape(tokens))
         h, state = self.features(params, tokens, state, key=key, train=train)
         w = params["embedding"] if self.tie_weights else params["softmax_w"]
-        nll = linear_cross_entropy(h, w, params["softmax_b"], targets)
+        dtype = getattr(self.rnn.cell, "compute_dtype", None)
+        nll = linear_cross_entropy(h, w, params["softmax_b"], targets, compute_dtype=dtype)
         return jnp.sum(jnp.mean(nll, axis=0)), (state, jnp.sum(nll))

@@ -24,11 +24,14 @@ available through the custom VJP; use :func:`token_cross_entropy` on logits for 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import _checks
+from jaxrnn._matmul import mm, mm_tn
 
 __all__ = ["linear_cross_entropy", "token_cross_entropy"]
 
@@ -39,34 +42,41 @@ def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
 
 
-def _forward(h, w, b, targets):
-    logits = jnp.dot(h, w.T, preferred_element_type=jnp.float32) + b.astype(jnp.float32)[None, :]
+def _forward(dtype, h, w, b, targets):
+    if dtype is None:
+        logits = jnp.dot(h, w.T, preferred_element_type=jnp.float32)
+    else:
+        logits = mm(h, w.T, dtype)
+    logits = logits + b.astype(jnp.float32)[None, :]
     top = jnp.max(logits, axis=-1, keepdims=True)
     lse = top[:, 0] + jnp.log(jnp.sum(jnp.exp(logits - top), axis=-1))
     nll = lse - jnp.take_along_axis(logits, targets[:, None], axis=-1)[:, 0]
     return nll, (h, w, logits, lse, targets)
 
 
-def _backward(residuals, g):
+def _backward(dtype, residuals, g):
     h, w, logits, lse, targets = residuals
     probs = jnp.exp(logits - lse[:, None])
     hit = jnp.arange(logits.shape[1])[None, :] == targets[:, None]
     d = jnp.where(hit, probs - 1.0, probs) * g[:, None]
-    dh = jnp.dot(d, w.astype(jnp.float32)).astype(h.dtype)
-    dw = jnp.dot(d.T, h.astype(jnp.float32)).astype(w.dtype)
+    if dtype is None:
+        dh = jnp.dot(d, w.astype(jnp.float32)).astype(h.dtype)
+        dw = jnp.dot(d.T, h.astype(jnp.float32)).astype(w.dtype)
+    else:
+        dh, dw = mm(d, w, dtype).astype(h.dtype), mm_tn(d, h, dtype).astype(w.dtype)
     return dh, dw, jnp.sum(d, axis=0).astype(w.dtype), None
 
 
-@jax.custom_vjp
-def _linear_ce(h, w, b, targets):
-    return _forward(h, w, b, targets)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _linear_ce(dtype, h, w, b, targets):
+    return _forward(dtype, h, w, b, targets)[0]
 
 
 _linear_ce.defvjp(_forward, _backward)
 
 
 def linear_cross_entropy(
-    h: jax.Array, w: jax.Array, b: jax.Array | None, targets: jax.Array
+    h: jax.Array, w: jax.Array, b: jax.Array | None, targets: jax.Array, compute_dtype=None
 ) -> jax.Array:
     """Per-position ``-log softmax(h W^T + b)[target]``, in float32, with a fused backward pass.
 
@@ -78,6 +88,9 @@ def linear_cross_entropy(
       w: float output weights [V, H] (for tied embeddings, the embedding matrix).
       b: float bias [V], or None for none.
       targets: int target ids with h's leading shape, each in [0, V).
+      compute_dtype: None (float32 matmuls), or e.g. ``jnp.bfloat16``: the three matmuls
+        (logits, dh, dW) take operands cast to it and accumulate in float32; the softmax,
+        the log-normaliser and the NLL stay float32 (the cells' ``compute_dtype`` contract).
 
     Returns:
       float32 NLL with the shape of ``targets``.
@@ -97,5 +110,5 @@ def linear_cross_entropy(
     if b.dtype != w.dtype:
         raise TypeError(f"{where}: b has dtype {b.dtype}; expected w's dtype {w.dtype}")
     _checks.check_int_array(where, "targets", targets, np.shape(h)[:-1])
-    flat = _linear_ce(jnp.reshape(h, (-1, np.shape(h)[-1])), w, b, jnp.reshape(targets, (-1,)))
+    flat = _linear_ce(compute_dtype, jnp.reshape(h, (-1, np.shape(h)[-1])), w, b, jnp.reshape(targets, (-1,)))
     return jnp.reshape(flat, np.shape(targets))

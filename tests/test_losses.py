@@ -64,3 +64,25 @@ def test_linear_cross_entropy_rejects_bad_inputs_by_name():
         linear_cross_entropy(h, w, b, targets.astype(jnp.float32))
     with pytest.raises(TypeError, match="h has dtype int32"):
         linear_cross_entropy(targets, w, b, targets)
+
+
+def test_linear_cross_entropy_bfloat16_compute_equals_autodiff_on_rounded_operands():
+    """compute_dtype=bfloat16: each matmul sees bf16-rounded operands and accumulates in f32."""
+    h, w, b, targets = _inputs()
+    bf = jnp.bfloat16
+    r = lambda x: x.astype(bf).astype(jnp.float32)  # noqa: E731
+
+    def low(h, w, b):
+        return jnp.sum(linear_cross_entropy(h, w, b, targets, compute_dtype=bf))
+
+    got_v, (gh, gw, gb) = jax.value_and_grad(low, (0, 1, 2))(h, w, b)
+    logits = r(h) @ r(w).T + b[None, None]
+    want_v = jnp.sum(token_cross_entropy(logits, targets))
+    np.testing.assert_allclose(got_v, want_v, rtol=1e-5)
+    d = jax.nn.softmax(logits) - jax.nn.one_hot(targets, V)  # d(sum nll) / d logits
+    np.testing.assert_allclose(gb, d.sum((0, 1)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gh, r(d) @ r(w), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw, jnp.einsum("btv,bth->vh", r(d), r(h)), rtol=1e-5, atol=1e-5)
+    assert got_v.dtype == gh.dtype == gw.dtype == jnp.float32
+    full = jnp.sum(linear_cross_entropy(h, w, b, targets))
+    assert abs(float(full - got_v)) > 1e-6  # the rounding is real

@@ -141,5 +141,18 @@ def test_help_documents_every_flag():
                  "--lr-decay", "--decay-after", "--epochs", "--batch-size", "--bptt",
                  "--clip-norm", "--forget-bias", "--tie-weights", "--optimizer", "--preset",
                  "--dataset", "--data-dir", "--out", "--resume", "--max-steps", "--seed",
-                 "--ckpt-every", "--eval-batch-size"):
+                 "--ckpt-every", "--eval-batch-size", "--compute-dtype"):
         assert flag in text, flag
+
+
+def test_bfloat16_compute_trains_and_is_recorded(reference_run, tmp_path):
+    """--compute-dtype bfloat16: a short smoke run, finite and close to the float32 run."""
+    ref, _, _ = reference_run
+    _run(*SMOKE, "--out", str(tmp_path), "--max-steps", "40", "--compute-dtype", "bfloat16")
+    assert json.loads((tmp_path / "config.json").read_text())["compute_dtype"] == "bfloat16"
+    low = [x for x in _lines(tmp_path) if x["split"] == "train"]
+    full = {x["step"]: x for x in _lines(ref) if x["split"] == "train"}
+    assert low and all(x["step"] in full for x in low)
+    for x in low:  # the same data and init: only matmul rounding differs
+        assert x["loss"] != full[x["step"]]["loss"]
+        assert abs(x["loss"] - full[x["step"]]["loss"]) < 0.05 * full[x["step"]]["loss"]

@@ -125,6 +125,32 @@ def test_fused_equals_plain_values_and_gradients(setup, reverse):
     )
 
 
+@pytest.mark.parametrize("make", [jaxrnn.LSTM, jaxrnn.GRU])
+def test_fused_bfloat16_matches_plain_bfloat16(make):
+    """compute_dtype=bfloat16 on the fused path: the same bf16-operand, f32-accumulate contract as
+    the per-step cell (values and every gradient), states and outputs in float32."""
+    cell = make(8, compute_dtype=jnp.bfloat16)
+    params = cell.init(jax.random.PRNGKey(0), 5)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (3, 7, 5))
+    carry0 = cell.initial_carry(params, (3,))
+
+    def loss(p, x, strategy):
+        ys, fin = jaxrnn.scan(cell, p, x, carry0, strategy=strategy, lengths=jnp.array([7, 4, 0]))
+        assert ys.dtype == jnp.float32 and all(f.dtype == jnp.float32 for f in fin)
+        return jnp.sum(ys * jnp.cos(ys)) + jnp.sum(jnp.sin(fin.h))
+
+    grad = jax.value_and_grad(loss, argnums=(0, 1))
+    (v_f, g_f), (v_p, g_p) = grad(params, xs, "fused"), grad(params, xs, "in_loop")
+    np.testing.assert_allclose(v_f, v_p, rtol=1e-2)
+    for a, b in zip(jax.tree.leaves(g_f), jax.tree.leaves(g_p), strict=True):
+        assert a.dtype == b.dtype == jnp.float32
+        np.testing.assert_allclose(a, b, atol=2e-2 * float(jnp.abs(b).max()) + 1e-6)
+    # bf16 is really used: the outputs differ from the float32 cell's by more than f32 rounding
+    ys16 = jaxrnn.scan(cell, params, xs, strategy="fused")[0]
+    ys32 = jaxrnn.scan(make(8), params, xs, strategy="fused")[0]
+    assert 1e-5 < float(jnp.abs(ys16 - ys32).max()) < 5e-2
+
+
 def test_auto_strategy_choice():
     from jaxrnn.recurrence import resolve_strategy
 
@@ -139,6 +165,8 @@ def test_auto_strategy_choice():
         assert resolve_strategy("auto", jaxrnn.LSTM(256), xs_shape=(8, 4096, 256)) == "fused"
         assert resolve_strategy("auto", jaxrnn.GRU(8), xs_shape=(100, 256, 8),
                                 time_major=True) == "in_loop"
+        low = jaxrnn.LSTM(512, compute_dtype=jnp.bfloat16)  # bf16: fused at any batch
+        assert resolve_strategy("auto", low, xs_shape=(256, 100, 512)) == "fused"
     with pytest.raises(ValueError, match="strategy='fast'; expected"):
         resolve_strategy("fast", jaxrnn.LSTM(4))
 
