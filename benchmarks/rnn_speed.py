@@ -28,7 +28,10 @@ Implementations (``--impls``): ``torch`` (nn.LSTM / nn.GRU; oneDNN on CPU, cuDNN
 (``eqx.nn.LSTMCell`` / ``GRUCell`` under ``lax.scan`` + ``vmap``), ``jaxrnn:STRATEGY``
 (``jaxrnn.scan(cell, params, xs, strategy=STRATEGY)`` for in_loop, hoisted, fused, auto; a
 strategy the installed jaxrnn does not accept is reported as n/a) and ``jaxrnn:layer``
-(``jaxrnn.StackedRNN(jaxrnn.LSTM(H)).apply``: the path users get by default).
+(``jaxrnn.StackedRNN(jaxrnn.LSTM(H)).apply``: the path users get by default). Reduced precision,
+opt-in on both sides and compared with each other: ``torch:bf16`` (the same module under
+``torch.autocast(dtype=torch.bfloat16)``) and ``jaxrnn:layer-bf16`` (the layer with
+``compute_dtype=jnp.bfloat16``: bf16 matmul operands, float32 accumulation and states).
 
 Ratios are "reference time / this time": 1.20 means 20% more throughput than the reference.
 Compare ratios from one run only. On a loaded machine (load average above the core count,
@@ -57,7 +60,7 @@ STANDARD = [(20, 35, 200), (20, 35, 650), (64, 100, 256), (256, 100, 512)]
 LONG = [(8, 4096, 256)]
 QUICK = [(4, 12, 16)]
 IMPLS = ["torch", "flax", "equinox", "jaxrnn:in_loop", "jaxrnn:hoisted", "jaxrnn:fused",
-         "jaxrnn:auto", "jaxrnn:layer"]
+         "jaxrnn:auto", "jaxrnn:layer", "torch:bf16", "jaxrnn:layer-bf16"]
 CELLS = ["lstm", "gru"]
 
 
@@ -200,8 +203,9 @@ def forward_jaxrnn(impl, cell_name, hidden, xs, key):
 
     import jaxrnn
 
-    cell = jaxrnn.LSTM(hidden) if cell_name == "lstm" else jaxrnn.GRU(hidden)
-    variant = impl.split(":", 1)[1]
+    variant, _, precision = impl.split(":", 1)[1].partition("-")
+    dtype = {"": None, "bf16": jax.numpy.bfloat16}[precision]
+    cell = (jaxrnn.LSTM if cell_name == "lstm" else jaxrnn.GRU)(hidden, compute_dtype=dtype)
     extra = {"jaxrnn_version": jaxrnn.__version__}
     rnn = jaxrnn.StackedRNN(cell)
     try:  # which strategy runs; the signature has changed before, so no failure if it changes
@@ -265,7 +269,9 @@ def forward_equinox(cell_name, hidden, xs, key):
     return forward, params, {"equinox_version": eqx.__version__}
 
 
-def bench_torch(cell_name, shape, steps, warmup, threads) -> dict:
+def bench_torch(cell_name, shape, steps, warmup, threads, bf16=False) -> dict:
+    import contextlib
+
     import torch
 
     torch.set_num_threads(threads or cpu_count())
@@ -277,15 +283,21 @@ def bench_torch(cell_name, shape, steps, warmup, threads) -> dict:
     module = cls(hidden, hidden, batch_first=True).to(device)
     xs = torch.randn(batch, length, hidden, device=device, requires_grad=True)
 
+    def precision():
+        if bf16:
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def train():
         module.zero_grad(set_to_none=True)
         xs.grad = None
-        loss = module(xs)[0].pow(2).mean()
+        with precision():
+            loss = module(xs)[0].float().pow(2).mean()
         loss.backward()
         return loss
 
     def infer():
-        with torch.inference_mode():
+        with torch.inference_mode(), precision():
             return module(xs)[0]
 
     def sync(_):
@@ -294,7 +306,8 @@ def bench_torch(cell_name, shape, steps, warmup, threads) -> dict:
 
     result = {"device": str(device), "torch_version": torch.__version__,
               "threads": torch.get_num_threads(),
-              "cudnn": bool(gpu and torch.backends.cudnn.is_available())}
+              "cudnn": bool(gpu and torch.backends.cudnn.is_available()),
+              "output_dtype": str(infer().dtype)}  # bfloat16 when autocast took the LSTM
     for kind, call in (("train", train), ("infer", infer)):
         if gpu:
             torch.cuda.synchronize()
@@ -320,12 +333,13 @@ class NotAvailable(Exception):
 def run_worker(impl, cell_name, shape, steps, warmup, torch_threads=0) -> dict:
     if impl == "roofline":
         return roofline(steps)
-    if impl == "torch":
+    if impl in ("torch", "torch:bf16"):
         try:
             import torch  # noqa: F401
         except ImportError as err:
             raise NotAvailable(str(err)) from err
-        return bench_torch(cell_name, shape, steps, warmup, torch_threads)
+        return bench_torch(cell_name, shape, steps, warmup, torch_threads,
+                           bf16=impl == "torch:bf16")
     import jax
 
     batch, length, hidden = shape
@@ -418,20 +432,25 @@ def make_tables(results: dict) -> str:
         row = rows.get(f"{cell}/{shape}/{impl}", {})
         return row.get(kind, {}).get("median_s") if row.get("status") == "ok" else None
 
+    bf16 = "torch:bf16" in meta["impls"]  # a column of ratios against torch under autocast
     for cell in meta["cells"]:
         lines += [f"### {cell.upper()}", "",
                   "| shape BxTxH | impl | train ms | vs torch | vs flax | % roofline | "
-                  "infer ms | infer vs torch | compile s | XLA MB | RSS MB |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "infer ms | infer vs torch | compile s | XLA MB | RSS MB |"
+                  + (" vs torch bf16 |" if bf16 else ""),
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+                  + ("---:|" if bf16 else "")]
         for shape in meta["shapes"]:
             flops = train_flops(cell, [int(n) for n in shape.split("x")])
             torch_t, flax_t = get(cell, shape, "torch", "train"), get(cell, shape, "flax", "train")
             torch_i = get(cell, shape, "torch", "infer")
+            torch16_t = get(cell, shape, "torch:bf16", "train")
             for impl in meta["impls"]:
                 row = rows.get(f"{cell}/{shape}/{impl}", {})
                 if row.get("status") != "ok":
                     status = row.get("status", "missing")
-                    lines.append(f"| {shape} | {impl} | {status} | | | | | | | | |")
+                    lines.append(f"| {shape} | {impl} | {status} | | | | | | | | |"
+                                 + (" |" if bf16 else ""))
                     continue
                 t, i = row["train"]["median_s"], row["infer"]["median_s"]
                 runs = row.get("resolves_to")
@@ -445,7 +464,8 @@ def make_tables(results: dict) -> str:
                     f"{fmt(roof and 100 * flops / t / (roof * 1e9), '.0f', '%')} | "
                     f"{i * 1e3:.2f} | {fmt(torch_i and torch_i / i, '.2f', 'x')} | "
                     f"{row['train']['compile_s']:.2f} | {fmt(xla and xla / 2**20, '.1f')} | "
-                    f"{fmt(rss and rss / 2**20, '.1f')} |")
+                    f"{fmt(rss and rss / 2**20, '.1f')} |"
+                    + (f" {fmt(torch16_t and torch16_t / t, '.2f', 'x')} |" if bf16 else ""))
         lines.append("")
     notes = [f"- {key}: {row.get('reason', '')}" for key, row in rows.items()
              if row.get("status") in ("n/a", "error")]
