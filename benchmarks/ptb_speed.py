@@ -15,8 +15,9 @@ the ``"split": "train"`` lines of its metrics.jsonl, leaving out the first log i
 the compilation): total tokens / total seconds over the other intervals. The torch script leaves
 out its first L steps likewise. ptb_lm's final validation/test evaluation is not timed (it runs
 with --eval-batch-size 20 to keep it short). With --repeats R the pair runs R times,
-alternating, and the medians are reported. Outputs in --out: ptb_torch_*.json, ptb_lm_*/ (the
-runs), results.json.
+alternating, and the medians are reported. ``--compute-dtype bfloat16`` passes that flag to both
+scripts (jaxrnn's bf16 matmul operands against torch.autocast). Outputs in --out:
+ptb_torch_*.json, ptb_lm_*/ (the runs), results.json.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "many steps) is not timed")
     p.add_argument("--torch-threads", type=int, default=0,
                    help="torch.set_num_threads for ptb_torch.py (default 0: the number of cores)")
+    p.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="passed to both scripts (bfloat16: torch.autocast against jaxrnn's "
+                   "compute_dtype)")
     p.add_argument("--repeats", type=int, default=1, help="run the pair this many times")
     p.add_argument("--out", type=Path, default=Path("runs/ptb_speed"), help="output folder")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
@@ -89,7 +93,7 @@ def main(argv=None) -> int:
     out = args.out.resolve()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     common = ["--preset", args.preset, "--data-dir", str(args.data_dir.resolve()),
-              "--max-steps", str(args.max_steps)]
+              "--max-steps", str(args.max_steps), "--compute-dtype", args.compute_dtype]
     runs = []
     for rep in range(args.repeats):
         torch_json = out / f"ptb_torch_{stamp}_{rep}.json"
@@ -109,7 +113,8 @@ def main(argv=None) -> int:
               f"ratio {jax_tps / torch_tps:.2f}x", flush=True)
     results = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "preset": args.preset, "max_steps": args.max_steps, "log_every": args.log_every,
+        "preset": args.preset, "compute_dtype": args.compute_dtype, "max_steps": args.max_steps,
+        "log_every": args.log_every,
         "torch_threads": args.torch_threads, "runs": runs,
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "torch_tokens_per_sec": statistics.median(r["torch_tokens_per_sec"] for r in runs),
@@ -117,7 +122,8 @@ def main(argv=None) -> int:
         "ratio": statistics.median(r["ratio"] for r in runs),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"PTB {args.preset}, training tokens/s: jaxrnn (experiments/ptb_lm.py) "
+    print(f"PTB {args.preset} ({args.compute_dtype}), training tokens/s: jaxrnn "
+          "(experiments/ptb_lm.py) "
           f"{results['jaxrnn_tokens_per_sec']:,.0f}, torch {results['torch_tokens_per_sec']:,.0f}"
           f"; ratio jaxrnn/torch {results['ratio']:.2f}x")
     return 0

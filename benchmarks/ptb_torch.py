@@ -18,12 +18,15 @@ Reads ``ptb.train.txt`` from --data-dir (each line's words and one ``<eos>``). T
 --max-steps updates (default: the preset's 13 epochs) and reports training tokens/s over the
 steps after the first --warmup-steps (those include oneDNN's primitive creation and page faults),
 and the per-token training loss of the timed steps. Exit code 2 when the data is missing.
+``--compute-dtype bfloat16`` runs the model under ``torch.autocast`` (bf16 matmuls and LSTM,
+float32 parameters, loss and optimizer), the counterpart of ptb_lm.py's flag of that name.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import math
 import os
@@ -54,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="torch.set_num_threads (default 0: the number of cores)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when available)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32",
+                   help="bfloat16: forward under torch.autocast (as ptb_lm.py --compute-dtype "
+                   "bfloat16: low-precision matmuls, float32 parameters and loss)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
     if args.max_steps is not None and args.max_steps <= args.warmup_steps:
@@ -126,6 +132,11 @@ def main(argv=None) -> int:
         shape = (cfg["num_layers"], batch, hidden)
         return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
 
+    def precision():
+        if args.compute_dtype == "bfloat16":
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -148,10 +159,11 @@ def main(argv=None) -> int:
             start = time.perf_counter()
         x = stream[:, index * bptt:(index + 1) * bptt]
         y = stream[:, index * bptt + 1:(index + 1) * bptt + 1]
-        state = tuple(s.detach() for s in state)
-        logits, state = model(x, state)
+        state = tuple(s.detach().float() for s in state)
+        with precision():
+            logits, state = model(x, state)
         # batch-mean cross entropy summed over the unrolled steps = token sum / batch
-        loss = nn.functional.cross_entropy(logits.reshape(-1, v), y.reshape(-1),
+        loss = nn.functional.cross_entropy(logits.float().reshape(-1, v), y.reshape(-1),
                                            reduction="sum") / batch
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -166,7 +178,8 @@ def main(argv=None) -> int:
     results = {"tokens_per_sec": timed * batch * bptt / seconds, "timed_steps": timed,
                "timed_s": seconds, "steps": total, "train_loss": token_loss,
                "train_ppl": math.exp(token_loss), "device": str(device),
-               "threads": torch.get_num_threads(), "torch_version": torch.__version__}
+               "threads": torch.get_num_threads(), "torch_version": torch.__version__,
+               "compute_dtype": args.compute_dtype}
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -245,6 +245,8 @@ def fused_scan(cell, params, xs, carry, valid=None, h_mask=None, unroll: int = 1
         zeros = jnp.zeros((params["w_ih"].shape[0],), params["w_ih"].dtype)
         b_ih = params["b_ih"] if cell.use_bias else zeros
         b_hh = params["b_hh"] if cell.use_bias else zeros
-        ys, h = _gru_fn(cell.compute_dtype)(params["w_ih"], params["w_hh"], b_ih, b_hh, xs, carry.h, valid, h_mask)
+        ys, h = _gru_fn(cell.compute_dtype)(
+            params["w_ih"], params["w_hh"], b_ih, b_hh, xs, carry.h, valid, h_mask
+        )
         return ys, GRUState(h=h)
     raise TypeError(f"fused_scan: no fused implementation for {type(cell).__name__}")

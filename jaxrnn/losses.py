@@ -110,5 +110,7 @@ def linear_cross_entropy(
     if b.dtype != w.dtype:
         raise TypeError(f"{where}: b has dtype {b.dtype}; expected w's dtype {w.dtype}")
     _checks.check_int_array(where, "targets", targets, np.shape(h)[:-1])
-    flat = _linear_ce(compute_dtype, jnp.reshape(h, (-1, np.shape(h)[-1])), w, b, jnp.reshape(targets, (-1,)))
+    flat = _linear_ce(
+        compute_dtype, jnp.reshape(h, (-1, np.shape(h)[-1])), w, b, jnp.reshape(targets, (-1,))
+    )
     return jnp.reshape(flat, np.shape(targets))

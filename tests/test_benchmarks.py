@@ -1,0 +1,61 @@
+"""The benchmark scripts run: tiny shapes and data, no timings asserted (timings are benchmarks)."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("impl", ["torch:bf16", "jaxrnn:layer-bf16"])
+def test_rnn_speed_reduced_precision_workers(impl):
+    rnn_speed = _module("rnn_speed")
+    row = rnn_speed.run_worker(impl, "lstm", (2, 5, 8), steps=2, warmup=0)
+    assert row["train"]["median_s"] > 0 and row["infer"]["median_s"] > 0
+    if impl.startswith("torch"):
+        assert row["output_dtype"] == "torch.bfloat16"  # autocast really took the LSTM
+    else:
+        assert row["resolves_to"] == "fused"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_ptb_torch_trains_on_a_tiny_corpus(tmp_path, dtype):
+    words = " ".join(f"w{i % 37}" for i in range(60))
+    (tmp_path / "ptb.train.txt").write_text((words + "\n") * 12)
+    out = tmp_path / "torch.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ptb_torch.py"), "--data-dir", str(tmp_path),
+         "--max-steps", "3", "--warmup-steps", "1", "--compute-dtype", dtype, "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["compute_dtype"] == dtype and res["timed_steps"] == 2
+    assert 1.0 < res["train_ppl"] < 1e4
+
+
+def test_profile_step_lists_the_ops_of_a_tiny_step(tmp_path):
+    profile_step = _module("profile_step")
+    code = profile_step.main(["--model", "layer", "--shape", "2x5x8", "--steps", "1",
+                              "--warmup", "0", "--out", str(tmp_path)])
+    assert code == 0
+    report = json.loads((tmp_path / "profile.json").read_text())
+    assert report["meta"]["step_ms"] > 0
+    ops = report["ops"]
+    assert ops and all(op["ms_per_step"] >= 0 for op in ops)
+    assert any("while" in op["op"] for op in ops)  # the time loop itself was seen
+    assert "| op (compiled HLO) |" in (tmp_path / "profile.md").read_text()
