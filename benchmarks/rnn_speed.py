@@ -26,7 +26,8 @@ and twice that backward); a GRU's are 3/4 of that.
 Implementations (``--impls``): ``torch`` (nn.LSTM / nn.GRU; oneDNN on CPU, cuDNN on a GPU),
 ``flax`` (linen ``nn.RNN`` of ``OptimizedLSTMCell`` / ``GRUCell``), ``equinox``
 (``eqx.nn.LSTMCell`` / ``GRUCell`` under ``lax.scan`` + ``vmap``), ``jaxrnn:STRATEGY``
-(``jaxrnn.scan(cell, params, xs, strategy=STRATEGY)`` for in_loop, hoisted, fused, auto; a
+(``jaxrnn.scan(cell, params, xs, strategy=STRATEGY)`` for in_loop, hoisted, fused, cudnn (cuDNN
+through jax.experimental.rnn on an NVIDIA GPU, "fused" elsewhere), auto; a
 strategy the installed jaxrnn does not accept is reported as n/a) and ``jaxrnn:layer``
 (``jaxrnn.StackedRNN(jaxrnn.LSTM(H)).apply``: the path users get by default). Reduced precision,
 opt-in on both sides and compared with each other: ``torch:bf16`` (the same module under
@@ -60,7 +61,7 @@ STANDARD = [(20, 35, 200), (20, 35, 650), (64, 100, 256), (256, 100, 512)]
 LONG = [(8, 4096, 256)]
 QUICK = [(4, 12, 16)]
 IMPLS = ["torch", "flax", "equinox", "jaxrnn:in_loop", "jaxrnn:hoisted", "jaxrnn:fused",
-         "jaxrnn:auto", "jaxrnn:layer", "torch:bf16", "jaxrnn:layer-bf16"]
+         "jaxrnn:cudnn", "jaxrnn:auto", "jaxrnn:layer", "torch:bf16", "jaxrnn:layer-bf16"]
 CELLS = ["lstm", "gru"]
 
 

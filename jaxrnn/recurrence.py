@@ -23,6 +23,10 @@ Three strategies compute the same function (tests check it on the same weights):
   backward pass (:mod:`jaxrnn.fused`) whose backward loop does only the sequential work and
   computes the weight gradients afterwards as large matmuls. Reverse-mode AD only: ``jax.jvp``
   needs "in_loop" or "hoisted". Other cells, or ``resets``, fall back to "hoisted".
+- ``"cudnn"``: on an NVIDIA GPU, a plain LSTM through cuDNN (:mod:`jaxrnn.cudnn`, via
+  ``jax.experimental.rnn``). Opt-in and not verified on a GPU by this project's tests (the
+  packing is tested on a CPU against JAX's reference); elsewhere, or with ``h_mask``, it runs
+  "fused".
 
 ``"auto"`` uses "fused" where it applies, except for batches above :data:`CPU_FUSED_MAX_BATCH`
 on a CPU; otherwise, on a CPU, the projection stays in the loop (measured on a 2-core CPU,
@@ -52,10 +56,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn import _checks, fused
+from jaxrnn import _checks, cudnn, fused
 from jaxrnn.cells.base import check_carry, input_size_of
 
-Strategy = Literal["auto", "in_loop", "hoisted", "fused"]
+Strategy = Literal["auto", "in_loop", "hoisted", "fused", "cudnn"]
 
 
 # On a CPU, "auto" fuses only while the batch is at most this large. Measured on a 2-core CPU
@@ -80,7 +84,7 @@ def resolve_strategy(
     xs_shape: tuple[int, ...] | None = None,
     remat: bool = False,
     time_major: bool = False,
-) -> Literal["in_loop", "hoisted", "fused"]:
+) -> Literal["in_loop", "hoisted", "fused", "cudnn"]:
     """Maps a requested strategy to the one that runs for this cell and these arguments.
 
     "fused" runs the custom-VJP path of :mod:`jaxrnn.fused` for a plain LSTM or a reset-after
@@ -90,12 +94,18 @@ def resolve_strategy(
     [T, B, D] with ``time_major``) exceeds :data:`CPU_FUSED_MAX_BATCH` and the cell computes in
     float32 (a cell with ``compute_dtype``, e.g. bfloat16, fuses at any batch); otherwise
     "in_loop" on a CPU (hoisting alone was not faster there) and "hoisted" on GPUs and TPUs.
+    "cudnn" runs cuDNN (:mod:`jaxrnn.cudnn`) for a plain LSTM on a GPU and is "fused" otherwise
+    (:func:`scan` also sends it to "fused" when ``h_mask`` is given).
     """
-    if strategy not in ("auto", "in_loop", "hoisted", "fused"):
+    if strategy not in ("auto", "in_loop", "hoisted", "fused", "cudnn"):
         raise ValueError(
-            f"strategy={strategy!r}; expected 'auto', 'in_loop', 'hoisted' or 'fused'"
+            f"strategy={strategy!r}; expected 'auto', 'in_loop', 'hoisted', 'fused' or 'cudnn'"
         )
     fusable = cell is not None and resets is None and not remat and fused.supports(cell)
+    if strategy == "cudnn":
+        if fusable and cudnn.supports(cell) and cudnn.available():
+            return "cudnn"
+        strategy = "fused"
     if strategy == "fused":
         return "fused" if fusable else "hoisted"
     if strategy == "auto":
@@ -283,7 +293,7 @@ def scan(
       reverse: process each sequence's valid part backwards.
       unroll: ``jax.lax.scan``'s unroll factor (of the inner, per-chunk scan with ``remat``).
       time_major: layout of ``xs``, ``resets`` and the returned outputs.
-      strategy: "auto", "in_loop", "hoisted" or "fused" (see the module docstring).
+      strategy: "auto", "in_loop", "hoisted", "fused" or "cudnn" (see the module docstring).
       h_mask: optional float [B, H] multiplying ``h_{t-1}`` where it enters the recurrent
         matmuls at every step (variational dropout, Gal & Ghahramani 2016).
       remat: None, or a chunk length k >= 1: gradient checkpointing over chunks of k steps
@@ -305,8 +315,24 @@ def scan(
         _checks.check_shape(where, "h_mask", h_mask, (batch, cell.output_size))
     chosen = resolve_strategy(strategy, cell, resets, xs.shape, remat=remat is not None,
                               time_major=time_major)
+    if chosen == "cudnn" and h_mask is not None:
+        chosen = "fused"  # cuDNN has no per-sequence mask on h_{t-1}
+    if chosen == "cudnn":
+        return _scan_whole_batch(
+            lambda x: cudnn.cudnn_scan(cell, params, x, carry, lengths),
+            xs, lengths, reverse, time_major,
+        )
     if chosen == "fused":
-        return _scan_fused(cell, params, xs, carry, lengths, h_mask, reverse, time_major, unroll)
+        def run_fused(x):
+            valid = None
+            if lengths is not None:
+                valid = jnp.arange(x.shape[1])[:, None] < lengths[None, :]
+            ys, final = fused.fused_scan(
+                cell, params, jnp.swapaxes(x, 0, 1), carry, valid, h_mask, unroll
+            )
+            return jnp.swapaxes(ys, 0, 1), final
+
+        return _scan_whole_batch(run_fused, xs, lengths, reverse, time_major)
     hoisted = chosen == "hoisted"
 
     if time_major:
@@ -326,25 +352,20 @@ def scan(
     return ys, final
 
 
-def _scan_fused(cell, params, xs, carry, lengths, h_mask, reverse, time_major, unroll):
-    """The fused path on the whole batch: reversal by a gather, masks from lengths."""
+def _scan_whole_batch(run, xs, lengths, reverse, time_major):
+    """The fused and cuDNN paths, which take the whole batch at once: ``run`` maps batch-major
+    xs [B, T, D] to (ys [B, T, H], final carry) forward in time. Reversal of each sequence's
+    valid part is a gather before and after."""
     if time_major:
         xs = jnp.swapaxes(xs, 0, 1)
-    batch, steps, _ = xs.shape
     idx = None
     if reverse:
         if lengths is None:
             xs = xs[:, ::-1]
         else:
-            idx = jax.vmap(reverse_index, in_axes=(None, 0))(steps, lengths)
+            idx = jax.vmap(reverse_index, in_axes=(None, 0))(xs.shape[1], lengths)
             xs = jnp.take_along_axis(xs, idx[:, :, None], axis=1)
-    valid = None
-    if lengths is not None:
-        valid = jnp.arange(steps)[:, None] < lengths[None, :]
-    ys, final = fused.fused_scan(
-        cell, params, jnp.swapaxes(xs, 0, 1), carry, valid, h_mask, unroll
-    )
-    ys = jnp.swapaxes(ys, 0, 1)
+    ys, final = run(xs)
     if reverse:
         ys = ys[:, ::-1] if idx is None else jnp.take_along_axis(ys, idx[:, :, None], axis=1)
     if time_major:
