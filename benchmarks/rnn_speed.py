@@ -5,6 +5,8 @@
     python benchmarks/rnn_speed.py --shapes standard --cells lstm --out runs/rnn_speed_lstm
     python benchmarks/rnn_speed.py --shapes 64x100x256 --impls torch,flax,jaxrnn:auto --out runs/x
     python benchmarks/rnn_speed.py --quick --out runs/rnn_speed_quick    # tiny check, a few minutes
+    python benchmarks/rnn_speed.py --shapes long --cells lstm,mingru,minlstm \
+        --impls torch,jaxrnn:layer,jaxrnn:assoc --out runs/parallel_scan   # parallel over time
 
 For every cell (LSTM, GRU), shape (B, T, H) (input size D = H) and implementation, a fresh
 subprocess (this script re-invoked with ``--worker IMPL SHAPE``) builds one layer and times
@@ -33,6 +35,11 @@ strategy the installed jaxrnn does not accept is reported as n/a) and ``jaxrnn:l
 opt-in on both sides and compared with each other: ``torch:bf16`` (the same module under
 ``torch.autocast(dtype=torch.bfloat16)``) and ``jaxrnn:layer-bf16`` (the layer with
 ``compute_dtype=jnp.bfloat16``: bf16 matmul operands, float32 accumulation and states).
+The cells ``mingru`` and ``minlstm`` (Feng et al. 2024; jaxrnn only) run sequentially with
+``jaxrnn:layer`` and in O(log T) depth with ``jaxrnn:assoc`` (``jaxrnn.associative_scan``); with
+``lstm`` in the same run the table adds their speed-up over the sequential jaxrnn LSTM layer of
+the same width (the issue's "minGRU/minLSTM >= 10x a sequential LSTM at T = 4096" target is a
+GPU target; on a CPU the comparison is recorded as measured).
 
 Ratios are "reference time / this time": 1.20 means 20% more throughput than the reference.
 Compare ratios from one run only. On a loaded machine (load average above the core count,
@@ -61,8 +68,10 @@ STANDARD = [(20, 35, 200), (20, 35, 650), (64, 100, 256), (256, 100, 512)]
 LONG = [(8, 4096, 256)]
 QUICK = [(4, 12, 16)]
 IMPLS = ["torch", "flax", "equinox", "jaxrnn:in_loop", "jaxrnn:hoisted", "jaxrnn:fused",
-         "jaxrnn:cudnn", "jaxrnn:auto", "jaxrnn:layer", "torch:bf16", "jaxrnn:layer-bf16"]
-CELLS = ["lstm", "gru"]
+         "jaxrnn:cudnn", "jaxrnn:auto", "jaxrnn:layer", "torch:bf16", "jaxrnn:layer-bf16",
+         "jaxrnn:assoc"]
+CELLS = ["lstm", "gru", "mingru", "minlstm"]
+MINIMAL = ("mingru", "minlstm")  # only jaxrnn has them
 
 
 def shape_name(shape) -> str:
@@ -87,9 +96,10 @@ def parse_shapes(text: str) -> list[tuple[int, int, int]]:
 
 
 def train_flops(cell: str, shape) -> float:
+    """Matmul FLOPs of a training step (forward, and twice that backward), input size = H."""
     batch, steps, hidden = shape
-    lstm = 3 * 2 * batch * steps * (hidden + hidden) * 4 * hidden
-    return lstm if cell == "lstm" else lstm * 3 / 4
+    products = {"lstm": 2 * 4, "gru": 2 * 3, "mingru": 2, "minlstm": 3}[cell]  # (H x H) blocks
+    return 3 * 2 * batch * steps * hidden * hidden * products
 
 
 def cpu_count() -> int:
@@ -206,7 +216,14 @@ def forward_jaxrnn(impl, cell_name, hidden, xs, key):
 
     variant, _, precision = impl.split(":", 1)[1].partition("-")
     dtype = {"": None, "bf16": jax.numpy.bfloat16}[precision]
-    cell = (jaxrnn.LSTM if cell_name == "lstm" else jaxrnn.GRU)(hidden, compute_dtype=dtype)
+    classes = {"lstm": jaxrnn.LSTM, "gru": jaxrnn.GRU, "mingru": jaxrnn.MinGRU,
+               "minlstm": jaxrnn.MinLSTM}
+    cell = classes[cell_name](hidden, compute_dtype=dtype)
+    if variant == "assoc":  # parallel over time (jaxrnn.associative_scan)
+        if cell_name not in MINIMAL:
+            raise NotAvailable(f"{cell_name} has no linear recurrence for associative_scan")
+        return (lambda p, x: jaxrnn.associative_scan(cell, p, x)[0],
+                cell.init(key, hidden), {"jaxrnn_version": jaxrnn.__version__})
     extra = {"jaxrnn_version": jaxrnn.__version__}
     rnn = jaxrnn.StackedRNN(cell)
     try:  # which strategy runs; the signature has changed before, so no failure if it changes
@@ -334,6 +351,8 @@ class NotAvailable(Exception):
 def run_worker(impl, cell_name, shape, steps, warmup, torch_threads=0) -> dict:
     if impl == "roofline":
         return roofline(steps)
+    if cell_name in MINIMAL and not impl.startswith("jaxrnn:"):
+        raise NotAvailable(f"{impl} has no {cell_name} cell")
     if impl in ("torch", "torch:bf16"):
         try:
             import torch  # noqa: F401
@@ -434,24 +453,29 @@ def make_tables(results: dict) -> str:
         return row.get(kind, {}).get("median_s") if row.get("status") == "ok" else None
 
     bf16 = "torch:bf16" in meta["impls"]  # a column of ratios against torch under autocast
+    # minGRU / minLSTM against the sequential LSTM layer of the same width (train and infer)
+    vs_lstm = "lstm" in meta["cells"] and any(c in MINIMAL for c in meta["cells"])
+    extra = (" vs torch bf16 |" if bf16 else "") + (" vs LSTM layer (train / infer) |"
+                                                   if vs_lstm else "")
     for cell in meta["cells"]:
         lines += [f"### {cell.upper()}", "",
                   "| shape BxTxH | impl | train ms | vs torch | vs flax | % roofline | "
-                  "infer ms | infer vs torch | compile s | XLA MB | RSS MB |"
-                  + (" vs torch bf16 |" if bf16 else ""),
+                  "infer ms | infer vs torch | compile s | XLA MB | RSS MB |" + extra,
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-                  + ("---:|" if bf16 else "")]
+                  + "---:|" * extra.count("|")]
         for shape in meta["shapes"]:
             flops = train_flops(cell, [int(n) for n in shape.split("x")])
             torch_t, flax_t = get(cell, shape, "torch", "train"), get(cell, shape, "flax", "train")
             torch_i = get(cell, shape, "torch", "infer")
             torch16_t = get(cell, shape, "torch:bf16", "train")
+            lstm_t = get("lstm", shape, "jaxrnn:layer", "train")
+            lstm_i = get("lstm", shape, "jaxrnn:layer", "infer")
             for impl in meta["impls"]:
                 row = rows.get(f"{cell}/{shape}/{impl}", {})
                 if row.get("status") != "ok":
                     status = row.get("status", "missing")
                     lines.append(f"| {shape} | {impl} | {status} | | | | | | | | |"
-                                 + (" |" if bf16 else ""))
+                                 + " |" * extra.count("|"))
                     continue
                 t, i = row["train"]["median_s"], row["infer"]["median_s"]
                 runs = row.get("resolves_to")
@@ -466,7 +490,9 @@ def make_tables(results: dict) -> str:
                     f"{i * 1e3:.2f} | {fmt(torch_i and torch_i / i, '.2f', 'x')} | "
                     f"{row['train']['compile_s']:.2f} | {fmt(xla and xla / 2**20, '.1f')} | "
                     f"{fmt(rss and rss / 2**20, '.1f')} |"
-                    + (f" {fmt(torch16_t and torch16_t / t, '.2f', 'x')} |" if bf16 else ""))
+                    + (f" {fmt(torch16_t and torch16_t / t, '.2f', 'x')} |" if bf16 else "")
+                    + (f" {fmt(lstm_t and lstm_t / t, '.2f', 'x')} / "
+                       f"{fmt(lstm_i and lstm_i / i, '.2f', 'x')} |" if vs_lstm else ""))
         lines.append("")
     notes = [f"- {key}: {row.get('reason', '')}" for key, row in rows.items()
              if row.get("status") in ("n/a", "error")]
@@ -514,7 +540,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="output folder (results.json, results.md, rnn_speed.png)")
     p.add_argument("--shapes", type=parse_shapes, default=None,
                    help="comma-separated BxTxH or groups standard, long, all (default: all)")
-    p.add_argument("--cells", default="lstm,gru", help="comma-separated: lstm, gru")
+    p.add_argument("--cells", default="lstm,gru",
+                   help="comma-separated: lstm, gru, mingru, minlstm (the last two: jaxrnn only)")
     p.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated from {IMPLS}")
     p.add_argument("--steps", type=int, default=10, help="timed calls (at least 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls after the first")

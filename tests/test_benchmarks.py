@@ -59,3 +59,13 @@ def test_profile_step_lists_the_ops_of_a_tiny_step(tmp_path):
     assert ops and all(op["ms_per_step"] >= 0 for op in ops)
     assert any("while" in op["op"] for op in ops)  # the time loop itself was seen
     assert "| op (compiled HLO) |" in (tmp_path / "profile.md").read_text()
+
+
+def test_rnn_speed_parallel_scan_worker_and_unavailable_pairs():
+    rnn_speed = _module("rnn_speed")
+    row = rnn_speed.run_worker("jaxrnn:assoc", "minlstm", (2, 6, 8), steps=2, warmup=0)
+    assert row["train"]["median_s"] > 0
+    assert rnn_speed.train_flops("lstm", (2, 6, 8)) == 3 * 2 * 2 * 6 * (8 + 8) * 4 * 8
+    for impl, cell in (("torch", "mingru"), ("jaxrnn:assoc", "lstm")):
+        with pytest.raises(rnn_speed.NotAvailable):
+            rnn_speed.run_worker(impl, cell, (2, 6, 8), steps=2, warmup=0)
