@@ -13,7 +13,7 @@ it knows nothing about LSTMs or GRUs. Semantics, for each sequence b of the batc
   stream), so the carry returns to the initial carry before step t. With ``reverse=True`` the
   same boundary is honoured from the other side (the carry resets before ``x_{t-1}``).
 
-Three strategies compute the same function (tests check it on the same weights):
+These strategies compute the same function (tests check it on the same weights):
 
 - ``"in_loop"``: ``cell.step`` at each step (input projection inside the loop).
 - ``"hoisted"``: the input projection of all time steps first, as one large matmul, then the
