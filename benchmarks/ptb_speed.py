@@ -32,6 +32,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# environment variables that change speed (the allocator, XLA, thread pools); recorded with
+# the results, and inherited by every subprocess, so both sides of a comparison run under them
+PERF_ENV = ("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "XLA_FLAGS", "OMP_", "MKL_")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -115,7 +118,9 @@ def main(argv=None) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "preset": args.preset, "compute_dtype": args.compute_dtype, "max_steps": args.max_steps,
         "log_every": args.log_every,
-        "torch_threads": args.torch_threads, "runs": runs,
+        "torch_threads": args.torch_threads,
+        "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(PERF_ENV)},
+        "runs": runs,
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "torch_tokens_per_sec": statistics.median(r["torch_tokens_per_sec"] for r in runs),
         "jaxrnn_tokens_per_sec": statistics.median(r["jaxrnn_tokens_per_sec"] for r in runs),

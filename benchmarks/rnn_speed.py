@@ -414,9 +414,15 @@ def spawn(impl, cell, shape, args) -> dict:
         return {"status": "error", "reason": f"exit {proc.returncode}: " + " | ".join(tail)}
 
 
+# environment variables that change speed (the allocator, XLA, thread pools); recorded with
+# the results, and inherited by every subprocess, so both sides of a comparison run under them
+PERF_ENV = ("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "XLA_FLAGS", "OMP_", "MKL_")
+
+
 def machine_info() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu_count": cpu_count(), "processor": platform.processor()}
+            "cpu_count": cpu_count(), "processor": platform.processor(),
+            "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(PERF_ENV)}}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -69,3 +69,16 @@ def test_rnn_speed_parallel_scan_worker_and_unavailable_pairs():
     for impl, cell in (("torch", "mingru"), ("jaxrnn:assoc", "lstm")):
         with pytest.raises(rnn_speed.NotAvailable):
             rnn_speed.run_worker(impl, cell, (2, 6, 8), steps=2, warmup=0)
+
+
+def test_step_matmul_times_both_products_for_jax_and_torch(tmp_path):
+    step_matmul = _module("step_matmul")
+    code = step_matmul.main(["--shapes", "2x8", "--threads", "1", "--steps", "3",
+                             "--repeats", "2", "--out", str(tmp_path)])
+    assert code == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    got = {(r["impl"], r["kind"], r["m"], r["k"], r["n"]) for r in rows}
+    assert got == {(impl, kind, *dims) for impl in ("jax", "torch")
+                   for kind, dims in (("forward", (2, 8, 32)), ("backward", (2, 32, 8)))}
+    assert all(r["us_per_step"] > 0 and r["threads"] == 1 for r in rows)
+    assert "| 2x8 | forward [2,8]x[8,32] | 1 |" in (tmp_path / "results.md").read_text()
