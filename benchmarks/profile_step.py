@@ -28,7 +28,9 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import re
+import resource
 import statistics
 import sys
 import tempfile
@@ -125,19 +127,23 @@ def hlo_index(hlo_text: str) -> dict[str, dict]:
     return index
 
 
-def profile(compiled, operands, steps: int, warmup: int) -> tuple[dict, float]:
-    """Runs ``compiled`` under the profiler; returns ({op: [total ns, count]}, step s).
+def profile(compiled, operands, steps: int, warmup: int) -> tuple[dict, float, float]:
+    """Runs ``compiled`` under the profiler; returns ({op: [total ns, count]}, step s, faults).
 
-    The step time is the median of ``steps`` calls without the profiler."""
+    The step time is the median of ``steps`` calls without the profiler; ``faults`` is the
+    process's minor page faults per step over those calls (fresh pages the allocator maps and
+    the kernel zero-fills: see "The host allocator" in benchmarks/RESULTS.md)."""
     import jax
 
     for _ in range(warmup):
         jax.block_until_ready(compiled(*operands))
     times = []
+    faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(steps):
         start = time.perf_counter()
         jax.block_until_ready(compiled(*operands))
         times.append(time.perf_counter() - start)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before) / steps
     with tempfile.TemporaryDirectory() as tmp:
         with jax.profiler.trace(tmp):
             for _ in range(steps):
@@ -151,7 +157,7 @@ def profile(compiled, operands, steps: int, warmup: int) -> tuple[dict, float]:
                 if not any(marker in event.name for marker in NOT_OPS):
                     ops[event.name][0] += event.duration_ns
                     ops[event.name][1] += 1
-    return dict(ops), statistics.median(times)
+    return dict(ops), statistics.median(times), faults
 
 
 def main(argv=None) -> int:
@@ -159,7 +165,7 @@ def main(argv=None) -> int:
     import jax
 
     compiled, operands, what = build_step(args)
-    ops, step_s = profile(compiled, operands, args.steps, args.warmup)
+    ops, step_s, faults = profile(compiled, operands, args.steps, args.warmup)
     if not ops:
         print("error: the profiler recorded no XLA ops (is this jaxlib built without "
               "profiler support?)", file=sys.stderr)
@@ -170,7 +176,8 @@ def main(argv=None) -> int:
                    for name, (ns, count) in ops.items()), key=lambda r: -r["ms_per_step"])
     step_ms = step_s * 1e3
     lines = [f"{what}, compute dtype {args.compute_dtype}; jax {jax.__version__}, backend "
-             f"{jax.default_backend()}; {step_ms:.1f} ms/step (median, without the profiler). "
+             f"{jax.default_backend()}; {step_ms:.1f} ms/step (median, without the profiler), "
+             f"{faults:,.0f} minor page faults/step. "
              "A while.N row includes the ops run inside its loop.", "",
              "| op (compiled HLO) | ms/step | share | runs/step | result | from |",
              "|---|---:|---:|---:|---|---|"]
@@ -185,7 +192,9 @@ def main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         meta = {"model": args.model, "cell": args.cell, "shape": list(args.shape),
                 "strategy": args.strategy, "compute_dtype": args.compute_dtype,
-                "steps": args.steps, "step_ms": step_ms, "what": what,
+                "steps": args.steps, "step_ms": step_ms, "minor_faults_per_step": faults,
+                "what": what, "env": {k: v for k, v in sorted(os.environ.items())
+                                      if k.startswith(("MALLOC_", "GLIBC_TUNABLES", "XLA_FLAGS"))},
                 "jax_version": jax.__version__, "command": " ".join(sys.argv)}
         (args.out / "profile.json").write_text(json.dumps({"meta": meta, "ops": rows}, indent=1))
         (args.out / "profile.md").write_text(table + "\n")
