@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+# environment variables that change speed (the allocator, XLA, thread pools), kept in profile.json
+PERF_ENV = ("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "XLA_FLAGS", "OMP_", "MKL_")
 # the executor's own spans and Python frames, not ops
 NOT_OPS = ("ThunkExecutor", "block_until_ready", "SlinkyThreadPool", "profiler.py", "$")
 
@@ -193,8 +195,8 @@ def main(argv=None) -> int:
         meta = {"model": args.model, "cell": args.cell, "shape": list(args.shape),
                 "strategy": args.strategy, "compute_dtype": args.compute_dtype,
                 "steps": args.steps, "step_ms": step_ms, "minor_faults_per_step": faults,
-                "what": what, "env": {k: v for k, v in sorted(os.environ.items())
-                                      if k.startswith(("MALLOC_", "GLIBC_TUNABLES", "XLA_FLAGS"))},
+                "what": what,
+                "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(PERF_ENV)},
                 "jax_version": jax.__version__, "command": " ".join(sys.argv)}
         (args.out / "profile.json").write_text(json.dumps({"meta": meta, "ops": rows}, indent=1))
         (args.out / "profile.md").write_text(table + "\n")

@@ -17,7 +17,8 @@ cost:
 
 Each implementation runs in its own subprocess per thread count, pinned to that many CPUs with
 ``os.sched_setaffinity`` before jax or torch starts (XLA sizes its thread pool from the CPUs it
-may use; torch also gets ``torch.set_num_threads``). Median of ``--repeats`` timed loops after a
+may use; torch also gets ``torch.set_num_threads``). Where the OS has no affinity call (macOS) the
+rows say ``"pinned": false`` and only torch's thread count is set. Median of ``--repeats`` timed loops after a
 warm-up. Outputs in --out: results.json, results.md.
 """
 
@@ -31,6 +32,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+# environment variables that change speed (the allocator, XLA, thread pools), kept in the JSON
+PERF_ENV = ("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "XLA_FLAGS", "OMP_", "MKL_")
 
 
 def parse_shapes(text: str) -> list[tuple[int, int]]:
@@ -61,12 +65,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _pin(threads: int) -> None:
-    if hasattr(os, "sched_setaffinity"):
-        cpus = sorted(os.sched_getaffinity(0))
-        if threads > len(cpus):
-            raise SystemExit(f"--threads {threads}: only {len(cpus)} CPUs are available")
-        os.sched_setaffinity(0, cpus[:threads])
+def _pin(threads: int) -> bool:
+    """Restricts this process to ``threads`` CPUs; False where the OS cannot (e.g. macOS)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return False
+    cpus = sorted(os.sched_getaffinity(0))
+    if threads > len(cpus):
+        raise SystemExit(f"--threads {threads}: only {len(cpus)} CPUs are available")
+    os.sched_setaffinity(0, cpus[:threads])
+    return True
 
 
 def _median_us(run, steps: int, repeats: int) -> float:
@@ -130,11 +137,11 @@ def time_torch(shapes, steps, repeats, threads) -> list[dict]:
 
 
 def worker(impl: str, threads: int, shapes, steps: int, repeats: int) -> list[dict]:
-    _pin(threads)
+    pinned = _pin(threads)
     rows = (time_jax(shapes, steps, repeats) if impl == "jax"
             else time_torch(shapes, steps, repeats, threads))
     for row in rows:
-        row["threads"] = threads
+        row["threads"], row["pinned"] = threads, pinned
     return rows
 
 
@@ -180,8 +187,7 @@ def main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         meta = {"command": " ".join(["python", "benchmarks/step_matmul.py", *sys.argv[1:]]),
                 "steps": args.steps, "repeats": args.repeats, "cpus": os.cpu_count(),
-                "env": {k: v for k, v in sorted(os.environ.items())
-                        if k.startswith(("MALLOC_", "GLIBC_TUNABLES", "XLA_FLAGS", "OMP_"))}}
+                "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(PERF_ENV)}}
         (args.out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
         (args.out / "results.md").write_text(text + "\n")
         print(f"wrote {args.out}/results.json, results.md")
