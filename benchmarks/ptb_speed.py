@@ -16,7 +16,12 @@ the compilation): total tokens / total seconds over the other intervals. The tor
 out its first L steps likewise. ptb_lm's final validation/test evaluation is not timed (it runs
 with --eval-batch-size 20 to keep it short). With --repeats R the pair runs R times,
 alternating, and the medians are reported. ``--compute-dtype bfloat16`` passes that flag to both
-scripts (jaxrnn's bf16 matmul operands against torch.autocast). Outputs in --out:
+scripts (jaxrnn's bf16 matmul operands against torch.autocast).
+
+ptb_lm.py re-executes itself with glibc's allocator settings (jaxrnn/train/host.py: freed
+memory stays in the process) unless they are set already or JAXRNN_SYSTEM_MALLOC=1; the torch
+script runs as it comes, or, with ``--same-allocator``, under the same settings. Each run's
+record says which allocator each side had. Outputs in --out:
 ptb_torch_*.json, ptb_lm_*/ (the runs), results.json.
 """
 
@@ -30,6 +35,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from jaxrnn.train.host import ALLOCATOR_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 # environment variables that change speed (the allocator, XLA, thread pools); recorded with
@@ -54,6 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compute-dtype", choices=["float32", "bfloat16"], default="float32",
                    help="passed to both scripts (bfloat16: torch.autocast against jaxrnn's "
                    "compute_dtype)")
+    p.add_argument("--same-allocator", action="store_true",
+                   help="run ptb_torch.py under the glibc allocator settings that ptb_lm.py "
+                        "gives itself (jaxrnn/train/host.py); by default each script runs as a "
+                        "user gets it")
     p.add_argument("--repeats", type=int, default=1, help="run the pair this many times")
     p.add_argument("--out", type=Path, default=Path("runs/ptb_speed"), help="output folder")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
@@ -78,10 +89,10 @@ def interval_throughput(metrics_file: Path) -> tuple[float, int]:
     return sum(steps) / step_seconds, sum(steps)
 
 
-def run(cmd: list[str], timeout: float) -> float:
+def run(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> float:
     print("$ " + " ".join(cmd), flush=True)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, timeout=timeout, cwd=ROOT)
+    proc = subprocess.run(cmd, timeout=timeout, cwd=ROOT, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"exit code {proc.returncode} from {' '.join(cmd)}")
     return time.perf_counter() - start
@@ -97,13 +108,16 @@ def main(argv=None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     common = ["--preset", args.preset, "--data-dir", str(args.data_dir.resolve()),
               "--max-steps", str(args.max_steps), "--compute-dtype", args.compute_dtype]
+    torch_env = None
+    if args.same_allocator:
+        torch_env = {**ALLOCATOR_ENV, **os.environ}  # variables already set win, as in ptb_lm
     runs = []
     for rep in range(args.repeats):
         torch_json = out / f"ptb_torch_{stamp}_{rep}.json"
         lm_dir = out / f"ptb_lm_{stamp}_{rep}"
         run([sys.executable, str(ROOT / "benchmarks" / "ptb_torch.py"), *common,
              "--warmup-steps", str(args.log_every), "--threads", str(args.torch_threads),
-             "--out", str(torch_json)], args.timeout)
+             "--out", str(torch_json)], args.timeout, torch_env)
         torch_tps = json.loads(torch_json.read_text())["tokens_per_sec"]
         run([sys.executable, str(ROOT / "experiments" / "ptb_lm.py"), *common,
              "--log-every", str(args.log_every), "--eval-batch-size", "20",
@@ -111,14 +125,18 @@ def main(argv=None) -> int:
         jax_tps, timed = interval_throughput(lm_dir / "metrics.jsonl")
         runs.append({"torch_tokens_per_sec": torch_tps, "jaxrnn_tokens_per_sec": jax_tps,
                      "ratio": jax_tps / torch_tps, "jaxrnn_timed_steps": timed,
-                     "torch_json": str(torch_json), "ptb_lm_out": str(lm_dir)})
+                     "torch_json": str(torch_json), "ptb_lm_out": str(lm_dir),
+                     "ptb_lm_host_allocator":
+                         json.loads((lm_dir / "config.json").read_text()).get("host_allocator"),
+                     "torch_env": {k: v for k, v in sorted((torch_env or os.environ).items())
+                                   if k.startswith(PERF_ENV)}})
         print(f"run {rep + 1}: torch {torch_tps:,.0f} tokens/s, jaxrnn {jax_tps:,.0f} tokens/s, "
               f"ratio {jax_tps / torch_tps:.2f}x", flush=True)
     results = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "preset": args.preset, "compute_dtype": args.compute_dtype, "max_steps": args.max_steps,
         "log_every": args.log_every,
-        "torch_threads": args.torch_threads,
+        "torch_threads": args.torch_threads, "same_allocator": args.same_allocator,
         "env": {k: v for k, v in sorted(os.environ.items()) if k.startswith(PERF_ENV)},
         "runs": runs,
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],

@@ -359,4 +359,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    train.reexec_with_allocator_settings()  # reuse freed host memory: jaxrnn/train/host.py
     sys.exit(main())

@@ -1,0 +1,89 @@
+"""The host allocator for CPU training scripts: keep freed memory in the process (glibc).
+
+XLA:CPU allocates a compiled step's temporary buffers with ``malloc`` and frees them when the
+step ends. glibc serves large blocks with ``mmap`` and unmaps them on ``free``, and trims the
+heap's top back to the kernel above ``M_TRIM_THRESHOLD``; the next step therefore writes into
+fresh pages, which the kernel zero-fills on first touch. A PTB small training step took 9,500 to
+10,000 minor page faults (about 38 MB of fresh pages) every step that way. With glibc's
+documented tunables ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` raised, freed
+blocks stay in the process and the next step reuses them: 26-748 faults per step, and the step
+went from 57.3-62.8 to 46.9-52.0 ms on a 2-core AMD EPYC (benchmarks/RESULTS.md, session 5). The
+cost: memory freed by the program is not handed back to the system while the process runs, so
+its resident size stays at its peak (what a training loop reaches anyway).
+
+glibc reads these variables once, when the process starts; setting the same thresholds later
+with ``mallopt()`` (through ctypes, before jax was imported) left thousands of faults per step
+in the same measurement. So :func:`reexec_with_allocator_settings` starts the running program
+again, once, with the variables set (``os.execve``: same process id, same arguments, same
+interpreter options). The experiment scripts call it first thing under ``__main__``; it does
+nothing
+
+- where the platform is not Linux with glibc,
+- where any of the variables is already set (the user's own settings win; this is also what
+  stops a second re-execution), or
+- where ``JAXRNN_SYSTEM_MALLOC=1`` is set (opt out).
+
+Nothing in the library calls it: importing jaxrnn never changes the process.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+__all__ = ["ALLOCATOR_ENV", "OPT_OUT_ENV", "allocator_settings", "reexec_with_allocator_settings"]
+
+# glibc's tunables (mallopt(3): M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), in bytes
+ALLOCATOR_ENV: dict[str, str] = {
+    "MALLOC_MMAP_THRESHOLD_": "4000000000",
+    "MALLOC_TRIM_THRESHOLD_": "4000000000",
+}
+OPT_OUT_ENV = "JAXRNN_SYSTEM_MALLOC"
+
+
+def _wants_reexec(environ: Mapping[str, str], system: str, libc: str) -> bool:
+    if system != "Linux" or libc != "glibc":
+        return False
+    if environ.get(OPT_OUT_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    return not any(name in environ for name in ALLOCATOR_ENV)
+
+
+def allocator_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """The allocator variables as this process sees them (for a run's config.json)."""
+    environ = os.environ if environ is None else environ
+    return {name: environ.get(name) for name in (*ALLOCATOR_ENV, OPT_OUT_ENV)}
+
+
+def reexec_with_allocator_settings(
+    *,
+    environ: Mapping[str, str] | None = None,
+    argv: Sequence[str] | None = None,
+    executable: str | None = None,
+    system: str | None = None,
+    libc: str | None = None,
+    execve: Callable[[str, Sequence[str], Mapping[str, str]], object] = os.execve,
+) -> bool:
+    """Re-executes this program with :data:`ALLOCATOR_ENV` set, when that applies (see above).
+
+    Call it before the program does any work (it never returns when it re-executes). The
+    keyword arguments exist for tests; by default they are the running process's environment,
+    ``sys.orig_argv``, ``sys.executable``, ``platform.system()``, ``platform.libc_ver()[0]``
+    and ``os.execve``. Returns False when nothing was done (and True only from a fake
+    ``execve`` that returns).
+    """
+    environ = os.environ if environ is None else environ
+    system = platform.system() if system is None else system
+    libc = platform.libc_ver()[0] if libc is None else libc
+    if not _wants_reexec(environ, system, libc):
+        return False
+    argv = list(sys.orig_argv if argv is None else argv)
+    executable = sys.executable if executable is None else executable
+    if not executable or not argv:
+        return False
+    sys.stdout.flush()
+    sys.stderr.flush()
+    execve(executable, argv, {**environ, **ALLOCATOR_ENV})
+    return True

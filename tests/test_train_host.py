@@ -1,0 +1,94 @@
+"""jaxrnn.train.host: when a script re-executes itself with glibc's allocator settings, and how."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from jaxrnn.train import host
+
+
+class FakeExec:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, executable, argv, env):
+        self.calls.append((executable, list(argv), dict(env)))
+
+
+def run(environ, system="Linux", libc="glibc"):
+    fake = FakeExec()
+    done = host.reexec_with_allocator_settings(
+        environ=environ, argv=["python", "-u", "script.py", "--flag"], executable="/bin/py",
+        system=system, libc=libc, execve=fake)
+    return done, fake.calls
+
+
+def test_reexecs_once_with_the_settings_and_the_same_command_line():
+    done, calls = run({"HOME": "/root", "PATH": "/bin"})
+    assert done and len(calls) == 1
+    executable, argv, env = calls[0]
+    assert executable == "/bin/py"
+    assert argv == ["python", "-u", "script.py", "--flag"]
+    assert env == {"HOME": "/root", "PATH": "/bin", **host.ALLOCATOR_ENV}
+    # the re-executed program sees the variables set, so it does not re-execute again
+    assert run(env) == (False, [])
+
+
+@pytest.mark.parametrize("environ", [
+    {"MALLOC_MMAP_THRESHOLD_": "131072"},          # the user's own setting wins
+    {"MALLOC_TRIM_THRESHOLD_": "0"},
+    {"JAXRNN_SYSTEM_MALLOC": "1"},                  # opt-out
+    {"JAXRNN_SYSTEM_MALLOC": "true"},
+])
+def test_leaves_the_process_alone_when_told_or_already_set(environ):
+    assert run(environ) == (False, [])
+
+
+@pytest.mark.parametrize("system, libc", [("Darwin", ""), ("Windows", ""), ("Linux", "musl"),
+                                          ("Linux", "")])
+def test_only_on_linux_with_glibc(system, libc):
+    assert run({}, system=system, libc=libc) == (False, [])
+
+
+def test_opt_out_zero_does_not_opt_out():
+    done, calls = run({"JAXRNN_SYSTEM_MALLOC": "0"})
+    assert done and len(calls) == 1
+
+
+def test_allocator_settings_reports_the_variables():
+    env = {"MALLOC_MMAP_THRESHOLD_": "5", "OTHER": "x"}
+    assert host.allocator_settings(env) == {
+        "MALLOC_MMAP_THRESHOLD_": "5", "MALLOC_TRIM_THRESHOLD_": None,
+        "JAXRNN_SYSTEM_MALLOC": None}
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                    reason="re-executes only on Linux with glibc")
+def test_a_real_script_restarts_with_the_settings_and_its_arguments(tmp_path):
+    script = tmp_path / "prog.py"
+    log = tmp_path / "starts.txt"
+    script.write_text(
+        "import json, os, sys\n"
+        f"open({str(log)!r}, 'a').write('start\\n')\n"
+        "from jaxrnn.train.host import reexec_with_allocator_settings\n"
+        "reexec_with_allocator_settings()\n"
+        "print(json.dumps({'argv': sys.argv[1:], 'pid': os.getpid(),\n"
+        "                  'mmap': os.environ.get('MALLOC_MMAP_THRESHOLD_'),\n"
+        "                  'trim': os.environ.get('MALLOC_TRIM_THRESHOLD_')}))\n")
+    env = {k: v for k, v in __import__("os").environ.items()
+           if not k.startswith("MALLOC_") and k != "JAXRNN_SYSTEM_MALLOC"}
+    proc = subprocess.Popen([sys.executable, str(script), "a b", "--x=1"], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    got = json.loads(out)
+    assert got["argv"] == ["a b", "--x=1"]
+    assert got["pid"] == proc.pid            # execve: the same process, so kill -9 still reaches it
+    assert (got["mmap"], got["trim"]) == (host.ALLOCATOR_ENV["MALLOC_MMAP_THRESHOLD_"],
+                                          host.ALLOCATOR_ENV["MALLOC_TRIM_THRESHOLD_"])
+    assert log.read_text() == "start\nstart\n"  # started twice: the original and the re-exec
