@@ -17,9 +17,9 @@ cost:
 
 Each implementation runs in its own subprocess per thread count, pinned to that many CPUs with
 ``os.sched_setaffinity`` before jax or torch starts (XLA sizes its thread pool from the CPUs it
-may use; torch also gets ``torch.set_num_threads``). Where the OS has no affinity call (macOS) the
-rows say ``"pinned": false`` and only torch's thread count is set. Median of ``--repeats`` timed loops after a
-warm-up. Outputs in --out: results.json, results.md.
+may use; torch also gets ``torch.set_num_threads``). Where the OS has no affinity call (macOS)
+the rows say ``"pinned": false`` and only torch's thread count is set. Median of ``--repeats``
+timed loops after a warm-up. Outputs in --out: results.json, results.md.
 """
 
 from __future__ import annotations
