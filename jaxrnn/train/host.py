@@ -11,9 +11,9 @@ went from 57.3-62.8 to 46.9-52.0 ms on a 2-core AMD EPYC (benchmarks/RESULTS.md,
 cost: memory freed by the program is not handed back to the system while the process runs, so
 its resident size stays at its peak (what a training loop reaches anyway).
 
-glibc reads these variables once, when the process starts; setting the same thresholds later
-with ``mallopt()`` (through ctypes, before jax was imported) left thousands of faults per step
-in the same measurement. So :func:`reexec_with_allocator_settings` starts the running program
+glibc reads these variables once, when the process starts; setting thresholds later with
+``mallopt()`` (through ctypes, before jax was imported) was not reliable in the same
+measurement: 1 to 10,460 faults per step over four runs. So :func:`reexec_with_allocator_settings` starts the running program
 again, once, with the variables set (``os.execve``: same process id, same arguments, same
 interpreter options). The experiment scripts call it first thing under ``__main__``; it does
 nothing
