@@ -13,10 +13,10 @@ its resident size stays at its peak (what a training loop reaches anyway).
 
 glibc reads these variables once, when the process starts; setting thresholds later with
 ``mallopt()`` (through ctypes, before jax was imported) was not reliable in the same
-measurement: 1 to 10,460 faults per step over four runs. So :func:`reexec_with_allocator_settings` starts the running program
-again, once, with the variables set (``os.execve``: same process id, same arguments, same
-interpreter options). The experiment scripts call it first thing under ``__main__``; it does
-nothing
+measurement: 1 to 10,460 faults per step over four runs. So
+:func:`reexec_with_allocator_settings` starts the running program again, once, with the
+variables set (``os.execve``: same process id, same arguments, same interpreter options).
+The experiment scripts call it first thing under ``__main__``; it does nothing
 
 - where the platform is not Linux with glibc,
 - where any of the variables is already set (the user's own settings win; this is also what
