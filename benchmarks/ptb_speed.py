@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from jaxrnn.train.host import ALLOCATOR_ENV
+from jaxrnn.train.host import allocator_environ
 
 ROOT = Path(__file__).resolve().parent.parent
 # environment variables that change speed (the allocator, XLA, thread pools); recorded with
@@ -108,9 +108,8 @@ def main(argv=None) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     common = ["--preset", args.preset, "--data-dir", str(args.data_dir.resolve()),
               "--max-steps", str(args.max_steps), "--compute-dtype", args.compute_dtype]
-    torch_env = None
-    if args.same_allocator:
-        torch_env = {**ALLOCATOR_ENV, **os.environ}  # variables already set win, as in ptb_lm
+    # ptb_lm.py's own rule (jaxrnn/train/host.py): the user's variables and the opt-out win
+    torch_env = allocator_environ() if args.same_allocator else None
     runs = []
     for rep in range(args.repeats):
         torch_json = out / f"ptb_torch_{stamp}_{rep}.json"

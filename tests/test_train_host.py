@@ -92,3 +92,11 @@ def test_a_real_script_restarts_with_the_settings_and_its_arguments(tmp_path):
     assert (got["mmap"], got["trim"]) == (host.ALLOCATOR_ENV["MALLOC_MMAP_THRESHOLD_"],
                                           host.ALLOCATOR_ENV["MALLOC_TRIM_THRESHOLD_"])
     assert log.read_text() == "start\nstart\n"  # started twice: the original and the re-exec
+
+
+def test_allocator_environ_follows_the_same_rules():
+    linux = dict(system="Linux", libc="glibc")
+    assert host.allocator_environ({"A": "1"}, **linux) == {"A": "1", **host.ALLOCATOR_ENV}
+    for environ in ({"MALLOC_TRIM_THRESHOLD_": "0"}, {"JAXRNN_SYSTEM_MALLOC": "1"}):
+        assert host.allocator_environ(environ, **linux) == environ
+    assert host.allocator_environ({"A": "1"}, system="Darwin", libc="") == {"A": "1"}

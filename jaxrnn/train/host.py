@@ -33,7 +33,13 @@ import platform
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["ALLOCATOR_ENV", "OPT_OUT_ENV", "allocator_settings", "reexec_with_allocator_settings"]
+__all__ = [
+    "ALLOCATOR_ENV",
+    "OPT_OUT_ENV",
+    "allocator_environ",
+    "allocator_settings",
+    "reexec_with_allocator_settings",
+]
 
 # glibc's tunables (mallopt(3): M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), in bytes
 ALLOCATOR_ENV: dict[str, str] = {
@@ -49,6 +55,21 @@ def _wants_reexec(environ: Mapping[str, str], system: str, libc: str) -> bool:
     if environ.get(OPT_OUT_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
         return False
     return not any(name in environ for name in ALLOCATOR_ENV)
+
+
+def allocator_environ(
+    environ: Mapping[str, str] | None = None, *, system: str | None = None,
+    libc: str | None = None,
+) -> dict[str, str]:
+    """The environment a program started from ``environ`` runs under after
+    :func:`reexec_with_allocator_settings`: ``environ`` plus :data:`ALLOCATOR_ENV` where the
+    rules above apply, ``environ`` unchanged otherwise (e.g. for a comparison run's subprocess)."""
+    environ = os.environ if environ is None else environ
+    system = platform.system() if system is None else system
+    libc = platform.libc_ver()[0] if libc is None else libc
+    if _wants_reexec(environ, system, libc):
+        return {**environ, **ALLOCATOR_ENV}
+    return dict(environ)
 
 
 def allocator_settings(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
@@ -75,15 +96,12 @@ def reexec_with_allocator_settings(
     ``execve`` that returns).
     """
     environ = os.environ if environ is None else environ
-    system = platform.system() if system is None else system
-    libc = platform.libc_ver()[0] if libc is None else libc
-    if not _wants_reexec(environ, system, libc):
-        return False
+    new_environ = allocator_environ(environ, system=system, libc=libc)
     argv = list(sys.orig_argv if argv is None else argv)
     executable = sys.executable if executable is None else executable
-    if not executable or not argv:
+    if new_environ == dict(environ) or not executable or not argv:
         return False
     sys.stdout.flush()
     sys.stderr.flush()
-    execve(executable, argv, {**environ, **ALLOCATOR_ENV})
+    execve(executable, argv, new_environ)
     return True
