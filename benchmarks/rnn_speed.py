@@ -41,6 +41,10 @@ The cells ``mingru`` and ``minlstm`` (Feng et al. 2024; jaxrnn only) run sequent
 the same width (the issue's "minGRU/minLSTM >= 10x a sequential LSTM at T = 4096" target is a
 GPU target; on a CPU the comparison is recorded as measured).
 
+Every worker inherits the driver's environment (glibc's default allocator unless you set its
+variables); ``--same-allocator`` runs them all under the settings that the experiment scripts
+re-execute with (``jaxrnn.train.host``), for a like-for-like comparison of the two allocators.
+
 Ratios are "reference time / this time": 1.20 means 20% more throughput than the reference.
 Compare ratios from one run only. On a loaded machine (load average above the core count,
 recorded in results.json) torch's multi-threaded oneDNN LSTM can be 10x slower than on an idle
@@ -404,7 +408,8 @@ def spawn(impl, cell, shape, args) -> dict:
                "--torch-threads", str(args.torch_threads), "--result-file", str(result_file)]
         start = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
+                                  env=args.worker_env)
         except subprocess.TimeoutExpired:
             return {"status": "error", "reason": f"timeout after {args.timeout} s"}
         wall = time.perf_counter() - start
@@ -555,6 +560,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--torch-threads", type=int, default=0,
                    help="torch.set_num_threads (default 0: the number of cores)")
     p.add_argument("--quick", action="store_true", help=f"tiny shape {QUICK}: checks the script")
+    p.add_argument("--same-allocator", action="store_true",
+                   help="run every worker (torch, flax and jaxrnn alike) under the glibc allocator "
+                        "settings the experiment scripts use (jaxrnn/train/host.py)")
     p.add_argument("--worker", nargs=2, metavar=("IMPL", "SHAPE"), help=argparse.SUPPRESS)
     p.add_argument("--cell", default="lstm", help=argparse.SUPPRESS)
     p.add_argument("--result-file", type=Path, help=argparse.SUPPRESS)
@@ -595,10 +603,18 @@ def main(argv=None) -> int:
         return worker_main(args)
     args.out.mkdir(parents=True, exist_ok=True)
     shapes = [shape_name(s) for s in args.shapes]
+    args.worker_env = None  # the workers inherit this process's environment
+    if args.same_allocator:
+        from jaxrnn.train.host import allocator_environ
+
+        args.worker_env = allocator_environ()
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": machine_info(),
             "cells": args.cells, "shapes": shapes, "impls": args.impls, "steps": args.steps,
-            "warmup": args.warmup, "loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+            "warmup": args.warmup, "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+            "same_allocator": args.same_allocator,
+            "worker_env": {k: v for k, v in sorted((args.worker_env or os.environ).items())
+                           if k.startswith(PERF_ENV)}}
     print(f"{len(args.cells) * len(shapes) * len(args.impls)} workers; "
           f"load average {meta['loadavg_start']}", flush=True)
     roof_args = argparse.Namespace(**{**vars(args), "steps": 10 if args.quick else 20})

@@ -132,7 +132,8 @@ def _lstm_fn(forget_bias: float, unroll: int, dtype=None):
                   dct * i * (1.0 - g * g), dh * tc * o * (1.0 - o))
             if v_t is not None:
                 dz = tuple(_freeze(v_t, d, jnp.zeros_like(d)) for d in dz)
-            dh_prev = _mm(jnp.concatenate(dz, axis=-1), w_back, dtype)
+            dz = jnp.concatenate(dz, axis=-1)  # [B, 4H], stacked over T as the loop's output
+            dh_prev = _mm(dz, w_back, dtype)
             if mask is not None:
                 dh_prev = dh_prev * mask
             dc_prev = dct * f
@@ -143,7 +144,6 @@ def _lstm_fn(forget_bias: float, unroll: int, dtype=None):
         (dh0, dc0), dz = jax.lax.scan(
             body, (dh_t, dc_t), (dys, gates, cs, cprev, valid), reverse=True, unroll=unroll
         )
-        dz = jnp.concatenate(dz, axis=-1)
         h_in = hprev if mask is None else hprev * mask[None]
         dw_hh = _mm_tn(dz, h_in, dtype)
         dw_ih = _mm_tn(dz, xs, dtype)

@@ -40,13 +40,28 @@ def test_reexecs_once_with_the_settings_and_the_same_command_line():
 
 
 @pytest.mark.parametrize("environ", [
-    {"MALLOC_MMAP_THRESHOLD_": "131072"},          # the user's own setting wins
-    {"MALLOC_TRIM_THRESHOLD_": "0"},
     {"JAXRNN_SYSTEM_MALLOC": "1"},                  # opt-out
     {"JAXRNN_SYSTEM_MALLOC": "true"},
+    {"MALLOC_MMAP_THRESHOLD_": "1", "MALLOC_TRIM_THRESHOLD_": "2", "MALLOC_ARENA_MAX": "3"},
 ])
 def test_leaves_the_process_alone_when_told_or_already_set(environ):
     assert run(environ) == (False, [])
+
+
+@pytest.mark.parametrize("user", [
+    {"MALLOC_MMAP_THRESHOLD_": "131072"},
+    {"MALLOC_TRIM_THRESHOLD_": "0"},
+    {"MALLOC_ARENA_MAX": "2"},                      # common in container images
+    {"MALLOC_ARENA_MAX": "4", "MALLOC_TRIM_THRESHOLD_": "0"},
+])
+def test_the_users_own_values_win_and_only_the_missing_ones_are_added(user):
+    done, calls = run({"PATH": "/bin", **user})
+    assert done and len(calls) == 1
+    env = calls[0][2]
+    for name, value in host.ALLOCATOR_ENV.items():
+        assert env[name] == user.get(name, value)
+    assert env["PATH"] == "/bin" and set(env) == {"PATH", *host.ALLOCATOR_ENV}
+    assert run(env) == (False, [])                  # and it does not re-execute again
 
 
 @pytest.mark.parametrize("system, libc", [("Darwin", ""), ("Windows", ""), ("Linux", "musl"),
@@ -64,7 +79,7 @@ def test_allocator_settings_reports_the_variables():
     env = {"MALLOC_MMAP_THRESHOLD_": "5", "OTHER": "x"}
     assert host.allocator_settings(env) == {
         "MALLOC_MMAP_THRESHOLD_": "5", "MALLOC_TRIM_THRESHOLD_": None,
-        "JAXRNN_SYSTEM_MALLOC": None}
+        "MALLOC_ARENA_MAX": None, "JAXRNN_SYSTEM_MALLOC": None}
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
@@ -79,7 +94,8 @@ def test_a_real_script_restarts_with_the_settings_and_its_arguments(tmp_path):
         "reexec_with_allocator_settings()\n"
         "print(json.dumps({'argv': sys.argv[1:], 'pid': os.getpid(),\n"
         "                  'mmap': os.environ.get('MALLOC_MMAP_THRESHOLD_'),\n"
-        "                  'trim': os.environ.get('MALLOC_TRIM_THRESHOLD_')}))\n")
+        "                  'trim': os.environ.get('MALLOC_TRIM_THRESHOLD_'),\n"
+        "                  'arenas': os.environ.get('MALLOC_ARENA_MAX')}))\n")
     env = {k: v for k, v in __import__("os").environ.items()
            if not k.startswith("MALLOC_") and k != "JAXRNN_SYSTEM_MALLOC"}
     proc = subprocess.Popen([sys.executable, str(script), "a b", "--x=1"], env=env,
@@ -89,14 +105,56 @@ def test_a_real_script_restarts_with_the_settings_and_its_arguments(tmp_path):
     got = json.loads(out)
     assert got["argv"] == ["a b", "--x=1"]
     assert got["pid"] == proc.pid            # execve: the same process, so kill -9 still reaches it
-    assert (got["mmap"], got["trim"]) == (host.ALLOCATOR_ENV["MALLOC_MMAP_THRESHOLD_"],
-                                          host.ALLOCATOR_ENV["MALLOC_TRIM_THRESHOLD_"])
+    assert (got["mmap"], got["trim"], got["arenas"]) == (
+        host.ALLOCATOR_ENV["MALLOC_MMAP_THRESHOLD_"], host.ALLOCATOR_ENV["MALLOC_TRIM_THRESHOLD_"],
+        host.ALLOCATOR_ENV["MALLOC_ARENA_MAX"])
     assert log.read_text() == "start\nstart\n"  # started twice: the original and the re-exec
 
 
 def test_allocator_environ_follows_the_same_rules():
     linux = dict(system="Linux", libc="glibc")
     assert host.allocator_environ({"A": "1"}, **linux) == {"A": "1", **host.ALLOCATOR_ENV}
-    for environ in ({"MALLOC_TRIM_THRESHOLD_": "0"}, {"JAXRNN_SYSTEM_MALLOC": "1"}):
+    assert host.allocator_environ({"MALLOC_TRIM_THRESHOLD_": "0"}, **linux) == {
+        **host.ALLOCATOR_ENV, "MALLOC_TRIM_THRESHOLD_": "0"}
+    full = dict(host.ALLOCATOR_ENV, A="1")
+    for environ in (full, {"JAXRNN_SYSTEM_MALLOC": "1"}):
         assert host.allocator_environ(environ, **linux) == environ
     assert host.allocator_environ({"A": "1"}, system="Darwin", libc="") == {"A": "1"}
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                    reason="glibc's allocator")
+def test_the_settings_keep_a_worker_threads_large_blocks_in_the_process(tmp_path):
+    """What the settings are for: a 100 MiB block that a non-main thread frees and allocates
+    again (XLA's buffers) lands on fresh zero-filled pages under glibc's defaults (such a block
+    exceeds a thread arena's 64 MiB heaps, so it is mmapped), and on reused pages with them."""
+    script = tmp_path / "blocks.py"
+    script.write_text(
+        "import ctypes, json, resource, threading\n"
+        "from jaxrnn.train.host import reexec_with_allocator_settings\n"
+        "reexec_with_allocator_settings()\n"
+        "libc = ctypes.CDLL('libc.so.6')\n"
+        "libc.malloc.restype = ctypes.c_void_p\n"
+        "libc.free.argtypes = [ctypes.c_void_p]\n"
+        "faults = []\n"
+        "def work():\n"
+        "    for _ in range(3):\n"
+        "        p = libc.malloc(100 << 20)\n"
+        "        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "        ctypes.memset(p, 1, 100 << 20)\n"
+        "        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)\n"
+        "        libc.free(p)\n"
+        "t = threading.Thread(target=work); t.start(); t.join()\n"
+        "print(json.dumps(faults))\n")
+    base = {k: v for k, v in __import__("os").environ.items()
+            if not k.startswith("MALLOC_") and k != "JAXRNN_SYSTEM_MALLOC"}
+    def faults(env):
+        out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                             text=True, timeout=120, check=True).stdout
+        return json.loads(out)
+
+    # fresh pages again on every reuse: 25,600 faults with 4 KiB pages, 50 with 2 MiB ones
+    default = faults({**base, "JAXRNN_SYSTEM_MALLOC": "1"})
+    assert min(default[1:]) >= 40, default
+    settled = faults(base)
+    assert max(settled[1:]) <= 2, settled              # the same pages, reused

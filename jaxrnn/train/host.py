@@ -7,20 +7,28 @@ fresh pages, which the kernel zero-fills on first touch. A PTB small training st
 10,000 minor page faults (about 38 MB of fresh pages) every step that way. With glibc's
 documented tunables ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` raised, freed
 blocks stay in the process and the next step reuses them: 26-748 faults per step, and the step
-went from 57.3-62.8 to 46.9-52.0 ms on a 2-core AMD EPYC (benchmarks/RESULTS.md, session 5). The
-cost: memory freed by the program is not handed back to the system while the process runs, so
-its resident size stays at its peak (what a training loop reaches anyway).
+went from 57.3-62.8 to 46.9-52.0 ms on a 2-core AMD EPYC (benchmarks/RESULTS.md, session 5).
+
+Those two are not enough for blocks above 64 MiB requested by XLA's worker threads: a thread
+other than the main one allocates from its own arena, whose heaps glibc caps at 64 MiB on 64-bit
+Linux (``HEAP_MAX_SIZE``), so a larger block is mmapped whatever the threshold and unmapped again
+on ``free``. ``MALLOC_ARENA_MAX=1`` sends every thread to the main arena, which grows without
+that cap. LSTM layer training step at (B, T, H) = (256, 100, 512), fused: 2,213 ms and 258,401
+faults per step with glibc's defaults, 1,926 ms and 0 faults with all three variables (session 6).
+The cost: memory freed by the program is not handed back to the system while the process runs,
+so its resident size stays at its peak (what a training loop reaches anyway), and all threads
+share one arena's lock (XLA allocates a few buffers per step, not per op).
 
 glibc reads these variables once, when the process starts; setting thresholds later with
 ``mallopt()`` (through ctypes, before jax was imported) was not reliable in the same
 measurement: 1 to 10,460 faults per step over four runs. So
 :func:`reexec_with_allocator_settings` starts the running program again, once, with the
 variables set (``os.execve``: same process id, same arguments, same interpreter options).
-The experiment scripts call it first thing under ``__main__``; it does nothing
+The experiment scripts call it first thing under ``__main__``. A variable the user has set
+keeps the user's value; only the missing ones are added, and when none is missing (which is
+also what stops a second re-execution) nothing happens. It does nothing either
 
-- where the platform is not Linux with glibc,
-- where any of the variables is already set (the user's own settings win; this is also what
-  stops a second re-execution), or
+- where the platform is not Linux with glibc, or
 - where ``JAXRNN_SYSTEM_MALLOC=1`` is set (opt out).
 
 Nothing in the library calls it: importing jaxrnn never changes the process.
@@ -41,10 +49,11 @@ __all__ = [
     "reexec_with_allocator_settings",
 ]
 
-# glibc's tunables (mallopt(3): M_MMAP_THRESHOLD, M_TRIM_THRESHOLD), in bytes
+# glibc's tunables (mallopt(3): M_MMAP_THRESHOLD, M_TRIM_THRESHOLD in bytes, M_ARENA_MAX)
 ALLOCATOR_ENV: dict[str, str] = {
     "MALLOC_MMAP_THRESHOLD_": "4000000000",
     "MALLOC_TRIM_THRESHOLD_": "4000000000",
+    "MALLOC_ARENA_MAX": "1",
 }
 OPT_OUT_ENV = "JAXRNN_SYSTEM_MALLOC"
 
@@ -54,7 +63,7 @@ def _wants_reexec(environ: Mapping[str, str], system: str, libc: str) -> bool:
         return False
     if environ.get(OPT_OUT_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
         return False
-    return not any(name in environ for name in ALLOCATOR_ENV)
+    return not all(name in environ for name in ALLOCATOR_ENV)
 
 
 def allocator_environ(
@@ -62,13 +71,14 @@ def allocator_environ(
     libc: str | None = None,
 ) -> dict[str, str]:
     """The environment a program started from ``environ`` runs under after
-    :func:`reexec_with_allocator_settings`: ``environ`` plus :data:`ALLOCATOR_ENV` where the
-    rules above apply, ``environ`` unchanged otherwise (e.g. for a comparison run's subprocess)."""
+    :func:`reexec_with_allocator_settings`: ``environ`` plus the variables of
+    :data:`ALLOCATOR_ENV` it lacks where the rules above apply (its own values win), ``environ``
+    unchanged otherwise (e.g. for a comparison run's subprocess)."""
     environ = os.environ if environ is None else environ
     system = platform.system() if system is None else system
     libc = platform.libc_ver()[0] if libc is None else libc
     if _wants_reexec(environ, system, libc):
-        return {**environ, **ALLOCATOR_ENV}
+        return {**ALLOCATOR_ENV, **environ}
     return dict(environ)
 
 
