@@ -82,3 +82,23 @@ def test_step_matmul_times_both_products_for_jax_and_torch(tmp_path):
                    for kind, dims in (("forward", (2, 8, 32)), ("backward", (2, 32, 8)))}
     assert all(r["us_per_step"] > 0 and r["threads"] == 1 for r in rows)
     assert "| 2x8 | forward [2,8]x[8,32] | 1 |" in (tmp_path / "results.md").read_text()
+
+
+def test_gpu_check_script_is_valid_bash_and_its_commands_parse():
+    """benchmarks/gpu_check.sh runs only where a GPU is lent, with little device time: check here
+    that its rnn_speed command lines are accepted by rnn_speed's own parser and that the tests
+    it selects exist, so that a renamed flag or test cannot waste that time."""
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text().replace("\\\n", " ")
+    rnn_speed = _module("rnn_speed")
+    commands = [line.split("rnn_speed.py", 1)[1].split("|")[0].split()
+                for line in text.splitlines()
+                if "benchmarks/rnn_speed.py" in line and not line.lstrip().startswith("#")]
+    assert len(commands) == 3  # stages 2, 3 and 4
+    for argv in commands:
+        argv = [a.replace('"$OUT', "/tmp/x").replace('"', "") for a in argv]
+        args = rnn_speed.parse_args(argv)
+        assert args.impls and args.shapes
+    assert "def test_real_cudnn_equals_the_per_step_cell" in (
+        ROOT / "tests" / "test_cudnn.py").read_text()

@@ -4,7 +4,9 @@ cuDNN itself needs an NVIDIA GPU, which CI does not have. Here ``jaxrnn.cudnn.ls
 one place that calls ``jax.experimental.rnn.lstm``) is replaced by JAX's reference for the same
 flat weights (``unpack_lstm_weights`` + ``lstm_ref``), so the tests check everything jaxrnn does
 around cuDNN: the weight layout, forget_bias folding, lengths (including 0), reversal, layouts,
-and the gradients flowing back through the packing to jaxrnn's params.
+and the gradients flowing back through the packing to jaxrnn's params. On a machine with an
+NVIDIA GPU, ``test_real_cudnn_equals_the_per_step_cell`` runs the same checks through cuDNN
+itself (``benchmarks/gpu_check.sh`` runs it).
 """
 
 import jax
@@ -59,12 +61,14 @@ def test_packed_weights_follow_the_documented_layout():
     np.testing.assert_allclose(b_hh[0], params["b_hh"] + jnp.repeat(jnp.eye(4)[1] * 0.5, 3))
 
 
-@pytest.mark.parametrize("options", [
+OPTIONS = [
     dict(),
     dict(reverse=True, forget_bias=1.0),
     dict(time_major=True, use_bias=False),
-])
-def test_cudnn_path_equals_the_per_step_cell(fake_gpu, options):
+]
+
+
+def _check_cudnn_against_the_per_step_cell(options, rtol, atol):
     options = dict(options)
     reverse = options.pop("reverse", False)
     time_major = options.pop("time_major", False)
@@ -81,15 +85,30 @@ def test_cudnn_path_equals_the_per_step_cell(fake_gpu, options):
                               time_major=time_major, strategy=strategy)
         return jnp.sum(ys * jnp.cos(ys)) + jnp.sum(jnp.sin(fin.h)) + jnp.sum(fin.c ** 2), (ys, fin)
 
+    assert resolve_strategy("cudnn", cell) == "cudnn"
     grad = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
     (v_c, (ys_c, fin_c)), g_c = grad(params, xs, carry0, "cudnn")
     (v_p, (ys_p, fin_p)), g_p = grad(params, xs, carry0, "in_loop")
     for got, want in zip(jax.tree.leaves((v_c, ys_c, fin_c, g_c)),
                          jax.tree.leaves((v_p, ys_p, fin_p, g_p)), strict=True):
-        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
     # the length-0 sequence: zero outputs and the initial carry
     np.testing.assert_array_equal(ys_c[:, 2] if time_major else ys_c[2], 0.0)
     np.testing.assert_array_equal(fin_c.h[2], carry0.h[2])
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_cudnn_path_equals_the_per_step_cell(fake_gpu, options):
+    _check_cudnn_against_the_per_step_cell(options, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN needs an NVIDIA GPU")
+@pytest.mark.parametrize("options", OPTIONS)
+def test_real_cudnn_equals_the_per_step_cell(options):
+    """The same check through the real cuDNN call; float32 matmuls on both sides (no TF32),
+    with a tolerance for cuDNN's own order of summation."""
+    with jax.default_matmul_precision("highest"):
+        _check_cudnn_against_the_per_step_cell(options, rtol=1e-4, atol=1e-5)
 
 
 def test_cudnn_with_h_mask_runs_fused(fake_gpu, monkeypatch):
