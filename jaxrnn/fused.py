@@ -145,8 +145,7 @@ def _lstm_fn(forget_bias: float, unroll: int, dtype=None):
             body, (dh_t, dc_t), (dys, gates, cs, cprev, valid), reverse=True, unroll=unroll
         )
         h_in = hprev if mask is None else hprev * mask[None]
-        dw_hh = _mm_tn(dz, h_in, dtype)
-        dw_ih = _mm_tn(dz, xs, dtype)
+        dw_hh, dw_ih = _mm_tn(dz, h_in, xs, dtype=dtype)
         dxs = _mm(dz, w_ih, dtype)
         return dw_ih, dw_hh, jnp.sum(dz, axis=(0, 1)), dxs, dh0, dc0, None, None
 
@@ -217,8 +216,8 @@ def _gru_fn(dtype=None):
         d_hidden = jnp.concatenate([dr, dz, dn_r], axis=-1)
         d_input = jnp.concatenate([dr, dz, dn], axis=-1)
         h_in = hprev if mask is None else hprev * mask[None]
-        dw_hh = _mm_tn(d_hidden, h_in, dtype)
-        dw_ih = _mm_tn(d_input, xs, dtype)
+        dw_hh = _mm_tn(d_hidden, h_in, dtype=dtype)
+        dw_ih = _mm_tn(d_input, xs, dtype=dtype)
         dxs = _mm(d_input, w_ih, dtype)
         db_ih, db_hh = jnp.sum(d_input, axis=(0, 1)), jnp.sum(d_hidden, axis=(0, 1))
         return dw_ih, dw_hh, db_ih, db_hh, dxs, dh0, None, None

@@ -63,7 +63,7 @@ def _backward(dtype, residuals, g):
         dh = jnp.dot(d, w.astype(jnp.float32)).astype(h.dtype)
         dw = jnp.dot(d.T, h.astype(jnp.float32)).astype(w.dtype)
     else:
-        dh, dw = mm(d, w, dtype).astype(h.dtype), mm_tn(d, h, dtype).astype(w.dtype)
+        dh, dw = mm(d, w, dtype).astype(h.dtype), mm_tn(d, h, dtype=dtype).astype(w.dtype)
     return dh, dw, jnp.sum(d, axis=0).astype(w.dtype), None
 
 

@@ -28,9 +28,10 @@ These strategies compute the same function (tests check it on the same weights):
   packing is tested on a CPU against JAX's reference); elsewhere, or with ``h_mask``, it runs
   "fused".
 
-``"auto"`` uses "fused" where it applies, except for batches above :data:`CPU_FUSED_MAX_BATCH`
-on a CPU; otherwise, on a CPU, the projection stays in the loop (measured on a 2-core CPU,
-hoisting alone was not faster) and GPUs and TPUs hoist it.
+``"auto"`` uses "fused" where it applies, except for float32 batches above
+:data:`CPU_FUSED_MAX_BATCH` (128 for the LSTM, 32 for the GRU) on a CPU; otherwise, on a CPU,
+the projection stays in the loop (measured on a 2-core CPU, hoisting alone was not faster) and
+GPUs and TPUs hoist it.
 "in_loop" and "hoisted" support reverse- and forward-mode AD (``jax.grad``, ``jax.jvp``).
 
 ``remat=k`` trades compute for memory (gradient checkpointing, Chen et al. 2016, "Training deep
@@ -62,15 +63,21 @@ from jaxrnn.cells.base import check_carry, input_size_of
 Strategy = Literal["auto", "in_loop", "hoisted", "fused", "cudnn"]
 
 
-# On a CPU, "auto" fuses only while the batch is at most this large. Measured on a 2-core CPU
-# (benchmarks/RESULTS.md), LSTM training step, fused vs in_loop: (B, T, H) = (20, 35, 200)
-# 10.4 vs 17.0 ms, (20, 35, 650) 71 vs 122 ms, (8, 4096, 256) 1,056 vs 1,814 ms: fused wins at
-# small batches, where the per-step weight-gradient matmuls of plain autodiff are thin; at
-# (64, 100, 256) they tie (136 vs 131 ms; GRU 131 vs 138), and at (256, 100, 512) in_loop wins
-# (1,280 vs 1,510 ms; GRU 1,289 vs 1,502), streaming the hoisted projection through memory
-# costing more than thin matmuls save. (An earlier rule on the projection's size in bytes sent
-# the long (8, 4096, 256) case to in_loop, 1.7x slower.)
-CPU_FUSED_MAX_BATCH = 32
+# On a CPU, "auto" fuses a float32 cell only while the batch is at most this large (by cell
+# class). Measured on 2-core CPUs (benchmarks/RESULTS.md), training step, fused vs in_loop:
+# - Intel Xeon (session 2): LSTM (20, 35, 200) 10.4 vs 17.0 ms, (20, 35, 650) 71 vs 122 ms,
+#   (8, 4096, 256) 1,056 vs 1,814 ms: fused wins at small batches, where the per-step
+#   weight-gradient matmuls of plain autodiff are thin; at (64, 100, 256) they tied (136 vs
+#   131 ms; GRU 131 vs 138), and at (256, 100, 512) in_loop won (1,280 vs 1,510 ms; GRU 1,289
+#   vs 1,502), streaming the hoisted projection through memory costing more than thin matmuls
+#   save. (An earlier rule on the projection's size in bytes sent the long (8, 4096, 256) case
+#   to in_loop, 1.7x slower.)
+# - AMD EPYC (session 6), after the fused LSTM's backward gained a row-major copy of dz^T for
+#   its weight gradients (jaxrnn/_matmul.py): LSTM (64, 100, 256) 201 vs 254 ms, (128, 100,
+#   256) 330 vs 347, (256, 100, 512) 2,327 vs 2,402; GRU (64, 100, 256) 154 vs 145, (256, 100,
+#   512) 1,830 vs 1,835 (one process, alternating, glibc's default allocator).
+# So the LSTM fuses up to batch 128; at 256 the two machines disagree and in_loop stays.
+CPU_FUSED_MAX_BATCH = {"LSTM": 128, "GRU": 32}
 # With a reduced-precision ``compute_dtype`` (bfloat16) the batch limit does not apply: the fused
 # path keeps every matmul in the row-major [M, K] x [K, N] form that XLA:CPU hands to its bf16
 # kernels (AMX on the CPU measured), and it won at every batch there: LSTM training step, fused
@@ -91,8 +98,8 @@ def resolve_strategy(
     GRU without ``resets`` and without ``remat``; other cells, ``resets`` or ``remat`` fall back
     to "hoisted" (rematerialisation needs plain autodiff, see the module docstring). "auto" picks
     "fused" where it applies, except on a CPU when the batch (from ``xs_shape``, [B, T, D], or
-    [T, B, D] with ``time_major``) exceeds :data:`CPU_FUSED_MAX_BATCH` and the cell computes in
-    float32 (a cell with ``compute_dtype``, e.g. bfloat16, fuses at any batch); otherwise
+    [T, B, D] with ``time_major``) exceeds the cell's :data:`CPU_FUSED_MAX_BATCH` and it computes
+    in float32 (a cell with ``compute_dtype``, e.g. bfloat16, fuses at any batch); otherwise
     "in_loop" on a CPU (hoisting alone was not faster there) and "hoisted" on GPUs and TPUs.
     "cudnn" runs cuDNN (:mod:`jaxrnn.cudnn`) for a plain LSTM on a GPU and is "fused" otherwise
     (:func:`scan` also sends it to "fused" when ``h_mask`` is given).
@@ -111,7 +118,7 @@ def resolve_strategy(
     if strategy == "auto":
         cpu = jax.default_backend() == "cpu"
         batch = None if xs_shape is None else xs_shape[1 if time_major else 0]
-        wide = batch is not None and batch > CPU_FUSED_MAX_BATCH
+        wide = fusable and batch is not None and batch > CPU_FUSED_MAX_BATCH[type(cell).__name__]
         if fusable and not (cpu and wide and getattr(cell, "compute_dtype", None) is None):
             return "fused"
         return "in_loop" if cpu else "hoisted"

@@ -126,6 +126,31 @@ def test_fused_equals_plain_values_and_gradients(setup, reverse):
 
 
 @pytest.mark.parametrize("make", [jaxrnn.LSTM, jaxrnn.GRU])
+def test_fused_weight_gradients_through_the_transposed_copy(make):
+    """With at least TN_COPY_MIN_ROWS = T*B rows the fused backward makes a row-major copy of
+    the gate gradients' transpose for the weight gradients (jaxrnn/_matmul.py): the same values
+    as the per-step formulation, with lengths, and the copy is really made on a CPU."""
+    from jaxrnn import _matmul
+
+    cell = make(5)
+    b, t = 64, 33
+    assert b * t >= _matmul.TN_COPY_MIN_ROWS
+    params = cell.init(jax.random.PRNGKey(0), 3)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (b, t, 3))
+    lengths = jax.random.randint(jax.random.PRNGKey(2), (b,), 0, t + 1)
+
+    def loss(p, x, strategy):
+        ys, fin = jaxrnn.scan(cell, p, x, lengths=lengths, strategy=strategy)
+        return jnp.sum(ys * jnp.cos(ys)) + sum(jnp.sum(jnp.sin(f)) for f in jax.tree.leaves(fin))
+
+    grad = jax.grad(loss, argnums=(0, 1))
+    _assert_tree_close(grad(params, xs, "fused"), grad(params, xs, "in_loop"))
+    if jax.default_backend() == "cpu":
+        jaxpr = jax.make_jaxpr(lambda p, x: grad(p, x, "fused"))(params, xs)
+        assert "optimization_barrier" in str(jaxpr)
+
+
+@pytest.mark.parametrize("make", [jaxrnn.LSTM, jaxrnn.GRU])
 def test_fused_bfloat16_matches_plain_bfloat16(make):
     """compute_dtype=bfloat16 on the fused path: the same bf16-operand, f32-accumulate contract as
     the per-step cell (values and every gradient), states and outputs in float32."""
@@ -161,6 +186,11 @@ def test_auto_strategy_choice():
     assert resolve_strategy("auto", jaxrnn.LSTM(4, proj_size=2)) in ("in_loop", "hoisted")
     if jax.default_backend() == "cpu":  # large batches: thick per-step matmuls, in_loop
         assert resolve_strategy("auto", jaxrnn.LSTM(512), xs_shape=(256, 100, 512)) == "in_loop"
+        assert resolve_strategy("auto", jaxrnn.LSTM(256), xs_shape=(64, 100, 256)) == "fused"
+        assert resolve_strategy("auto", jaxrnn.LSTM(256), xs_shape=(128, 100, 256)) == "fused"
+        assert resolve_strategy("auto", jaxrnn.LSTM(256), xs_shape=(129, 100, 256)) == "in_loop"
+        assert resolve_strategy("auto", jaxrnn.GRU(256), xs_shape=(64, 100, 256)) == "in_loop"
+        assert resolve_strategy("auto", jaxrnn.GRU(256), xs_shape=(32, 100, 256)) == "fused"
         assert resolve_strategy("auto", jaxrnn.LSTM(200), xs_shape=(20, 35, 200)) == "fused"
         assert resolve_strategy("auto", jaxrnn.LSTM(256), xs_shape=(8, 4096, 256)) == "fused"
         assert resolve_strategy("auto", jaxrnn.GRU(8), xs_shape=(100, 256, 8),
