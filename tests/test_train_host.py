@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -18,6 +19,17 @@ class FakeExec:
 
     def __call__(self, executable, argv, env):
         self.calls.append((executable, list(argv), dict(env)))
+
+
+ON_GLIBC = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+    reason="glibc's allocator (the re-exec happens only on Linux with glibc)")
+
+
+def clean_environ():
+    """This process's environment without any allocator variable or the opt-out."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("MALLOC_") and k != host.OPT_OUT_ENV}
 
 
 def run(environ, system="Linux", libc="glibc"):
@@ -82,8 +94,7 @@ def test_allocator_settings_reports_the_variables():
         "MALLOC_ARENA_MAX": None, "JAXRNN_SYSTEM_MALLOC": None}
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                    reason="re-executes only on Linux with glibc")
+@ON_GLIBC
 def test_a_real_script_restarts_with_the_settings_and_its_arguments(tmp_path):
     script = tmp_path / "prog.py"
     log = tmp_path / "starts.txt"
@@ -96,8 +107,7 @@ def test_a_real_script_restarts_with_the_settings_and_its_arguments(tmp_path):
         "                  'mmap': os.environ.get('MALLOC_MMAP_THRESHOLD_'),\n"
         "                  'trim': os.environ.get('MALLOC_TRIM_THRESHOLD_'),\n"
         "                  'arenas': os.environ.get('MALLOC_ARENA_MAX')}))\n")
-    env = {k: v for k, v in __import__("os").environ.items()
-           if not k.startswith("MALLOC_") and k != "JAXRNN_SYSTEM_MALLOC"}
+    env = clean_environ()
     proc = subprocess.Popen([sys.executable, str(script), "a b", "--x=1"], env=env,
                             stdout=subprocess.PIPE, text=True)
     out, _ = proc.communicate(timeout=120)
@@ -122,8 +132,7 @@ def test_allocator_environ_follows_the_same_rules():
     assert host.allocator_environ({"A": "1"}, system="Darwin", libc="") == {"A": "1"}
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                    reason="glibc's allocator")
+@ON_GLIBC
 def test_the_settings_keep_a_worker_threads_large_blocks_in_the_process(tmp_path):
     """What the settings are for: a 100 MiB block that a non-main thread frees and allocates
     again (XLA's buffers) lands on fresh zero-filled pages under glibc's defaults (such a block
@@ -146,8 +155,7 @@ def test_the_settings_keep_a_worker_threads_large_blocks_in_the_process(tmp_path
         "        libc.free(p)\n"
         "t = threading.Thread(target=work); t.start(); t.join()\n"
         "print(json.dumps(faults))\n")
-    base = {k: v for k, v in __import__("os").environ.items()
-            if not k.startswith("MALLOC_") and k != "JAXRNN_SYSTEM_MALLOC"}
+    base = clean_environ()
     def faults(env):
         out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
                              text=True, timeout=120, check=True).stdout
