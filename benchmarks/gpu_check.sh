@@ -24,6 +24,7 @@
 set -u
 OUT=${1:-${OUT:-runs/gpu_check}}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)   # absolute, so that it still names the same folder after the cd below
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false   # each worker's memory is its own, not 75% of HBM

@@ -19,9 +19,9 @@ alternating, and the medians are reported. ``--compute-dtype bfloat16`` passes t
 scripts (jaxrnn's bf16 matmul operands against torch.autocast).
 
 ptb_lm.py re-executes itself with glibc's allocator settings (jaxrnn/train/host.py: freed
-memory stays in the process) unless they are set already or JAXRNN_SYSTEM_MALLOC=1; the torch
-script runs as it comes, or, with ``--same-allocator``, under the same settings. Each run's
-record says which allocator each side had. Outputs in --out:
+memory stays in the process; variables already set keep their values, JAXRNN_SYSTEM_MALLOC=1
+turns it off); the torch script runs as it comes, or, with ``--same-allocator``, under the same
+settings. Each run's record says which allocator each side had. Outputs in --out:
 ptb_torch_*.json, ptb_lm_*/ (the runs), results.json.
 """
 
