@@ -11,6 +11,8 @@ all T*B rows::
 
 The forward pass hoists the input projection of all time steps into one matmul
 (xp = x W_ih^T + b_ih + b_hh) and keeps the gate activations and cell states for the backward.
+Without gradients (inference) on a CPU it projects a chunk of time steps at a time instead
+(:data:`PRIMAL_CHUNK_BYTES`), in an outer loop over chunks.
 
 Equations: exactly :class:`jaxrnn.LSTM` (gate order i, f, g, o; forget_bias) and
 :class:`jaxrnn.GRU` with ``reset_after=True``; masks for ``lengths`` (outputs zero, carry frozen
@@ -71,6 +73,49 @@ def _freeze(valid_t, new, old):
     return jnp.where(valid_t[:, None], new, old)
 
 
+# Without gradients (the custom VJP's primal, i.e. inference), a CPU projects the input in chunks
+# of time steps of at most this many bytes of projection, inside an outer loop over chunks, instead
+# of all T steps at once: the chunk's projection stays in cache, and no [T, B, nH] buffer lands on
+# fresh pages every call. LSTM inference at (64, 100, 256) on the 2-core AMD EPYC of
+# benchmarks/RESULTS.md (session 7): 56-75 ms projected at once, 42 ms in chunks of 10 steps
+# (in_loop: 44). Training keeps the one large projection (chunked it measured the same).
+PRIMAL_CHUNK_BYTES = 2**23
+
+
+def primal_chunk(steps: int, batch: int, width: int) -> int:
+    """Time steps per projected chunk in the no-gradient forward; 0 projects all steps at once
+    (not on a CPU, or when one chunk would hold every step)."""
+    if jax.default_backend() != "cpu":
+        return 0
+    chunk = max(1, PRIMAL_CHUNK_BYTES // (4 * batch * width))
+    return 0 if chunk >= steps else chunk
+
+
+def _scan_projected(body, carry, xs, valid, project, chunk, unroll=1):
+    """``lax.scan(body, carry, (project(xs), valid))``, with ``project`` applied ``chunk`` time
+    steps at a time inside an outer loop when chunk > 0 (plus one tail loop for the steps left
+    when chunk does not divide T)."""
+    if not chunk:
+        return jax.lax.scan(body, carry, (project(xs), valid), unroll=unroll)
+    steps = xs.shape[0]
+    head = steps - steps % chunk
+
+    def outer(carry, part):
+        x_c, v_c = part
+        return jax.lax.scan(body, carry, (project(x_c), v_c), unroll=unroll)
+
+    def chunks(a):
+        return None if a is None else a[:head].reshape(head // chunk, chunk, *a.shape[1:])
+
+    carry, outs = jax.lax.scan(outer, carry, (chunks(xs), chunks(valid)))
+    outs = jax.tree.map(lambda a: a.reshape(head, *a.shape[2:]), outs)
+    if head < steps:
+        tail = None if valid is None else valid[head:]
+        carry, rest = jax.lax.scan(body, carry, (project(xs[head:]), tail), unroll=unroll)
+        outs = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), outs, rest)
+    return carry, outs
+
+
 # ----------------------------------------------------------------------------------------- LSTM
 
 
@@ -82,8 +127,7 @@ def _lstm_fn(forget_bias: float, unroll: int, dtype=None):
     # (benchmarks/RESULTS.md). The recurrent weight is transposed once, outside the loop, so the
     # loop's matmul reads a row-major [H, 4H] operand: the training step at (8, 4096, 256) went
     # from 1,118 to 954 ms (one A/B run), and bf16 operands reach XLA:CPU's bf16 kernels.
-    def forward(w_ih, w_hh, b, xs, h0, c0, valid, mask):
-        xp = _split_gates(_project(xs, w_ih, b, dtype), 4)
+    def forward(w_ih, w_hh, b, xs, h0, c0, valid, mask, chunk=0):
         w_rec = w_hh.T if dtype is None else w_hh.T.astype(dtype)
 
         def body(carry, inp):
@@ -101,14 +145,18 @@ def _lstm_fn(forget_bias: float, unroll: int, dtype=None):
                 y = _freeze(v_t, y, jnp.zeros_like(y))
             return (h_new, c_new), (y, (i, f, g, o), c_new, h)
 
-        (h_t, c_t), (ys, gates, cs, hprev) = jax.lax.scan(
-            body, (h0, c0), (xp, valid), unroll=unroll
+        def project(x):
+            return _split_gates(_project(x, w_ih, b, dtype), 4)
+
+        (h_t, c_t), (ys, gates, cs, hprev) = _scan_projected(
+            body, (h0, c0), xs, valid, project, chunk, unroll
         )
         return (ys, h_t, c_t), (gates, cs, hprev)
 
     @jax.custom_vjp
     def run(w_ih, w_hh, b, xs, h0, c0, valid, mask):
-        return forward(w_ih, w_hh, b, xs, h0, c0, valid, mask)[0]
+        chunk = primal_chunk(xs.shape[0], xs.shape[1], w_ih.shape[0])
+        return forward(w_ih, w_hh, b, xs, h0, c0, valid, mask, chunk)[0]
 
     def fwd(w_ih, w_hh, b, xs, h0, c0, valid, mask):
         out, (gates, cs, hprev) = forward(w_ih, w_hh, b, xs, h0, c0, valid, mask)
@@ -158,8 +206,7 @@ def _lstm_fn(forget_bias: float, unroll: int, dtype=None):
 
 @functools.cache
 def _gru_fn(dtype=None):
-    def forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
-        xp = _split_gates(_project(xs, w_ih, b_ih, dtype), 3)  # per-gate arrays: see _lstm_fn
+    def forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask, chunk=0):
         w_rec = w_hh.T if dtype is None else w_hh.T.astype(dtype)
 
         def body(h, inp):
@@ -176,12 +223,16 @@ def _gru_fn(dtype=None):
                 y = _freeze(v_t, y, jnp.zeros_like(y))
             return h_new, (y, (r, z, n, hn), h)
 
-        h_t, (ys, acts, hprev) = jax.lax.scan(body, h0, (xp, valid))
+        def project(x):
+            return _split_gates(_project(x, w_ih, b_ih, dtype), 3)  # per-gate: see _lstm_fn
+
+        h_t, (ys, acts, hprev) = _scan_projected(body, h0, xs, valid, project, chunk)
         return (ys, h_t), (acts, hprev)
 
     @jax.custom_vjp
     def run(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
-        return forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask)[0]
+        chunk = primal_chunk(xs.shape[0], xs.shape[1], w_ih.shape[0])
+        return forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask, chunk)[0]
 
     def fwd(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
         out, (acts, hprev) = forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask)

@@ -151,6 +151,38 @@ def test_fused_weight_gradients_through_the_transposed_copy(make):
 
 
 @pytest.mark.parametrize("make", [jaxrnn.LSTM, jaxrnn.GRU])
+def test_fused_inference_projects_in_chunks(make, monkeypatch):
+    """Without gradients the fused forward projects the input a chunk of time steps at a time on a
+    CPU (jaxrnn.fused.PRIMAL_CHUNK_BYTES): chunks of 3 steps over T = 8 (two chunks and a tail
+    of 2), with lengths, h_mask and reverse, give the per-step cell's outputs and carries; and
+    gradients still go through the one large projection."""
+    from jaxrnn import fused
+
+    cell = make(5)
+    b, t, d = 4, 8, 3
+    # 3 steps' projection per chunk: bytes = 4 * b * (gates * H) * 3
+    monkeypatch.setattr(fused, "PRIMAL_CHUNK_BYTES", 4 * b * cell.num_gates * 5 * 3)
+    fused._lstm_fn.cache_clear()
+    fused._gru_fn.cache_clear()
+    if jax.default_backend() == "cpu":
+        assert fused.primal_chunk(t, b, cell.num_gates * 5) == 3
+    assert fused.primal_chunk(2, b, cell.num_gates * 5) == 0  # one chunk would hold every step
+    params = cell.init(jax.random.PRNGKey(0), d)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (b, t, d))
+    mask = jax.random.bernoulli(jax.random.PRNGKey(4), 0.7, (b, 5)).astype(jnp.float32)
+    for kw in ({}, dict(lengths=jnp.array([8, 5, 1, 0]), h_mask=mask, reverse=True)):
+        run = jax.jit(lambda p, x, kw=kw: jaxrnn.scan(cell, p, x, strategy="fused", **kw))
+        _assert_tree_close(run(params, xs), jaxrnn.scan(cell, params, xs, strategy="in_loop", **kw))
+    jaxpr = str(jax.make_jaxpr(lambda p, x: jaxrnn.scan(cell, p, x, strategy="fused"))(params, xs))
+    grads = str(jax.make_jaxpr(jax.grad(
+        lambda p, x: jnp.sum(jaxrnn.scan(cell, p, x, strategy="fused")[0])))(params, xs))
+    chunked = f"f32[2,3,{b},{d}]"  # the input, in two chunks of 3 steps
+    assert (chunked in jaxpr) == (jax.default_backend() == "cpu") and chunked not in grads
+    fused._lstm_fn.cache_clear()
+    fused._gru_fn.cache_clear()
+
+
+@pytest.mark.parametrize("make", [jaxrnn.LSTM, jaxrnn.GRU])
 def test_fused_bfloat16_matches_plain_bfloat16(make):
     """compute_dtype=bfloat16 on the fused path: the same bf16-operand, f32-accumulate contract as
     the per-step cell (values and every gradient), states and outputs in float32."""
