@@ -77,8 +77,9 @@ def _freeze(valid_t, new, old):
 # of time steps of at most this many bytes of projection, inside an outer loop over chunks, instead
 # of all T steps at once: the chunk's projection stays in cache, and no [T, B, nH] buffer lands on
 # fresh pages every call. LSTM inference at (64, 100, 256) on the 2-core AMD EPYC of
-# benchmarks/RESULTS.md (session 7): 56-75 ms projected at once, 42 ms in chunks of 10 steps
-# (in_loop: 44). Training keeps the one large projection (chunked it measured the same).
+# benchmarks/RESULTS.md (session 7): 57.6 ms projected at once; in chunks of 2, 8 and 16 MiB
+# (8, 32 and 64 steps) 43.2, 42.4 and 52.9 ms (in_loop: 42.7); at (8, 4096, 256) 350.9 ms at once,
+# 282.9 in 8 MiB chunks. Training keeps the one large projection (chunked it measured the same).
 PRIMAL_CHUNK_BYTES = 2**23
 
 
