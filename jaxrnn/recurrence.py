@@ -77,6 +77,10 @@ Strategy = Literal["auto", "in_loop", "hoisted", "fused", "cudnn"]
 #   256) 330 vs 347, (256, 100, 512) 2,327 vs 2,402; GRU (64, 100, 256) 154 vs 145, (256, 100,
 #   512) 1,830 vs 1,835 (one process, alternating, glibc's default allocator).
 # So the LSTM fuses up to batch 128; at 256 the two machines disagree and in_loop stays.
+# Re-measured on the AMD EPYC in session 7 (fused inference now level with in_loop's or faster):
+# training, fused vs in_loop, glibc's default allocator: LSTM (256, 100, 512) 2,359 vs 2,434 ms,
+# GRU (256, 100, 512) 1,755 vs 1,772, GRU (64, 100, 256) 152 vs 150 — within 4% either way, as
+# under jaxrnn.train.host's allocator settings, so the limits stay.
 CPU_FUSED_MAX_BATCH = {"LSTM": 128, "GRU": 32}
 # With a reduced-precision ``compute_dtype`` (bfloat16) the batch limit does not apply: the fused
 # path keeps every matmul in the row-major [M, K] x [K, N] form that XLA:CPU hands to its bf16
