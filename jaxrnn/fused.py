@@ -85,8 +85,8 @@ PRIMAL_CHUNK_BYTES = 2**23
 
 def primal_chunk(steps: int, batch: int, width: int) -> int:
     """Time steps per projected chunk in the no-gradient forward; 0 projects all steps at once
-    (not on a CPU, or when one chunk would hold every step)."""
-    if jax.default_backend() != "cpu":
+    (not on a CPU, for an empty batch, or when one chunk would hold every step)."""
+    if jax.default_backend() != "cpu" or batch * width == 0:
         return 0
     chunk = max(1, PRIMAL_CHUNK_BYTES // (4 * batch * width))
     return 0 if chunk >= steps else chunk

@@ -167,12 +167,15 @@ def test_fused_inference_projects_in_chunks(make, monkeypatch):
     if jax.default_backend() == "cpu":
         assert fused.primal_chunk(t, b, cell.num_gates * 5) == 3
     assert fused.primal_chunk(2, b, cell.num_gates * 5) == 0  # one chunk would hold every step
+    assert fused.primal_chunk(t, 0, cell.num_gates * 5) == 0  # an empty batch: nothing to chunk
     params = cell.init(jax.random.PRNGKey(0), d)
     xs = jax.random.normal(jax.random.PRNGKey(1), (b, t, d))
     mask = jax.random.bernoulli(jax.random.PRNGKey(4), 0.7, (b, 5)).astype(jnp.float32)
     for kw in ({}, dict(lengths=jnp.array([8, 5, 1, 0]), h_mask=mask, reverse=True)):
         run = jax.jit(lambda p, x, kw=kw: jaxrnn.scan(cell, p, x, strategy="fused", **kw))
         _assert_tree_close(run(params, xs), jaxrnn.scan(cell, params, xs, strategy="in_loop", **kw))
+    empty = jaxrnn.scan(cell, params, xs[:0], strategy="fused")
+    assert empty[0].shape == (0, t, 5)
     jaxpr = str(jax.make_jaxpr(lambda p, x: jaxrnn.scan(cell, p, x, strategy="fused"))(params, xs))
     grads = str(jax.make_jaxpr(jax.grad(
         lambda p, x: jnp.sum(jaxrnn.scan(cell, p, x, strategy="fused")[0])))(params, xs))
