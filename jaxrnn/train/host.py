@@ -19,9 +19,11 @@ The cost: memory freed by the program is not handed back to the system while the
 so its resident size stays at its peak (what a training loop reaches anyway), and all threads
 share one arena's lock (XLA allocates a few buffers per step, not per op).
 
-glibc reads these variables once, when the process starts; setting thresholds later with
-``mallopt()`` (through ctypes, before jax was imported) was not reliable in the same
-measurement: 1 to 10,460 faults per step over four runs. So
+glibc reads these variables once, when the process starts; setting them later with
+``mallopt()`` (through ctypes) was not reliable: 1 to 10,460 faults per step over four runs
+before jax was imported (session 5, thresholds only), 0 to 7,763 with all three settings before
+the first computation and no effect after it (session 7, LSTM layer at (64, 100, 256), against
+30,610 by default and 0 with the variables at start). So
 :func:`reexec_with_allocator_settings` starts the running program again, once, with the
 variables set (``os.execve``: same process id, same arguments, same interpreter options).
 The experiment scripts call it first thing under ``__main__``. A variable the user has set
