@@ -45,6 +45,7 @@ class LayerState(NamedTuple):
     """The final carry of one unidirectional layer."""
 
     fwd: Any
+    saved_as_tuple = True  # checkpoints of jaxrnn 0.1.0 hold (fwd,): they still restore
 
 
 class BidirectionalLayerState(NamedTuple):
@@ -52,6 +53,7 @@ class BidirectionalLayerState(NamedTuple):
 
     fwd: Any
     bwd: Any
+    saved_as_tuple = True  # checkpoints of jaxrnn 0.1.0 hold (fwd, bwd): they still restore
 
 
 class StackState(tuple):
