@@ -12,26 +12,36 @@ from jaxrnn.cells import (
     LRU,
     LSTM,
     MGU,
+    MLSTM,
     RGLRU,
+    SLSTM,
     Cell,
+    DeltaNet,
+    DeltaState,
     Elman,
     ElmanState,
+    GatedDeltaNet,
     GRUState,
     Initializer,
     LRUState,
     LSTMFamily,
     LSTMGateState,
     LSTMState,
+    Mamba,
+    MambaState,
     MGUState,
     MinGRU,
     MinimalState,
     MinLSTM,
+    MLSTMState,
     Orthogonal,
     Params,
     PyTorchUniform,
     RGLRUState,
+    SLSTMState,
     Uniform,
 )
+from jaxrnn.chunkwise import chunkwise_scan
 from jaxrnn.layers import StackedRNN, dropout
 from jaxrnn.parallel import associative_scan
 from jaxrnn.recurrence import scan
@@ -43,4 +53,6 @@ __all__ = [
     "StackedRNN", "dropout", "scan",
     "LSTMFamily", "LSTMGateState", "MGU", "MGUState", "MinGRU", "MinLSTM", "MinimalState",
     "LRU", "LRUState", "RGLRU", "RGLRUState", "associative_scan", "parallel", "variants",
+    "SLSTM", "SLSTMState", "MLSTM", "MLSTMState", "DeltaNet", "GatedDeltaNet", "DeltaState",
+    "Mamba", "MambaState", "chunkwise_scan",
 ]
