@@ -20,6 +20,7 @@ from jaxrnn.cells import (
     DeltaState,
     Elman,
     ElmanState,
+    FunctionCell,
     GatedDeltaNet,
     GRUState,
     Initializer,
@@ -40,15 +41,18 @@ from jaxrnn.cells import (
     RGLRUState,
     SLSTMState,
     Uniform,
+    cell_from_functions,
 )
 from jaxrnn.chunkwise import chunkwise_scan
-from jaxrnn.layers import StackedRNN, dropout
+from jaxrnn.layers import BidirectionalLayerState, LayerState, StackedRNN, StackState, dropout
 from jaxrnn.parallel import associative_scan
 from jaxrnn.recurrence import scan
 
 __all__ = [
     "__version__",
-    "Cell", "Params", "Elman", "ElmanState", "GRU", "GRUState", "LSTM", "LSTMState",
+    "Cell", "FunctionCell", "Params", "cell_from_functions",
+    "StackState", "LayerState", "BidirectionalLayerState",
+    "Elman", "ElmanState", "GRU", "GRUState", "LSTM", "LSTMState",
     "Initializer", "Orthogonal", "PyTorchUniform", "Uniform",
     "StackedRNN", "dropout", "scan",
     "LSTMFamily", "LSTMGateState", "MGU", "MGUState", "MinGRU", "MinLSTM", "MinimalState",

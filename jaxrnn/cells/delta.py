@@ -101,6 +101,10 @@ class DeltaNet:
         if self.key_size is not None:
             _checks.check_positive_int(where, "key_size", self.key_size)
 
+    def input_size(self, params: base.Params) -> int:
+        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
+        return base.input_size_of(params)
+
     @property
     def output_size(self) -> int:
         return self.hidden_size
@@ -177,7 +181,7 @@ class DeltaNet:
         return DeltaState(h=h, s=s), h
 
     def step(self, params, carry: DeltaState, x):
-        base.check_step_input(self, params, x)
+        base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))
 
     def chunk_step(self, params, carry: DeltaState, xs, *, starts, valid, initial_carry):

@@ -80,6 +80,10 @@ class Mamba:
                 f"dt_max={self.dt_max}"
             )
 
+    def input_size(self, params: base.Params) -> int:
+        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
+        return base.input_size_of(params)
+
     @property
     def output_size(self) -> int:
         return self.hidden_size
@@ -142,5 +146,5 @@ class Mamba:
         return new, self.readout(params, new, xp)
 
     def step(self, params, carry: MambaState, x):
-        base.check_step_input(self, params, x)
+        base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))

@@ -120,6 +120,10 @@ class SLSTM:
                 f"SLSTM: forget_gate={self.forget_gate!r}; expected 'exp' or 'sigmoid'"
             )
 
+    def input_size(self, params: base.Params) -> int:
+        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
+        return base.input_size_of(params)
+
     @property
     def output_size(self) -> int:
         return self.hidden_size
@@ -165,7 +169,7 @@ class SLSTM:
         return SLSTMState(h=h, c=c, n=n, m=m), h
 
     def step(self, params, carry: SLSTMState, x):
-        base.check_step_input(self, params, x)
+        base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))
 
 
@@ -192,6 +196,10 @@ class MLSTM:
         check_heads("MLSTM", self.hidden_size, self.num_heads)
         if self.key_size is not None:
             _checks.check_positive_int("MLSTM", "key_size", self.key_size)
+
+    def input_size(self, params: base.Params) -> int:
+        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
+        return base.input_size_of(params)
 
     @property
     def output_size(self) -> int:
@@ -260,7 +268,7 @@ class MLSTM:
         return MLSTMState(h=h, c=c, n=n, m=m), h
 
     def step(self, params, carry: MLSTMState, x):
-        base.check_step_input(self, params, x)
+        base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))
 
     def chunk_step(self, params, carry: MLSTMState, xs, *, starts, valid, initial_carry):
