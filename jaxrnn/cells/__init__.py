@@ -1,14 +1,17 @@
 """Recurrent cells: pure functions for one example. See :mod:`jaxrnn.cells.base`."""
 
 from jaxrnn.cells.base import Cell, FunctionCell, Params, cell_from_functions, output_size
+from jaxrnn.cells.delta import DeltaNet, DeltaState, GatedDeltaNet
 from jaxrnn.cells.elman import Elman, ElmanState
 from jaxrnn.cells.gru import GRU, GRUState
 from jaxrnn.cells.initializers import Initializer, Orthogonal, PyTorchUniform, Uniform
 from jaxrnn.cells.lru import LRU, RGLRU, LRUState, RGLRUState
 from jaxrnn.cells.lstm import LSTM, LSTMState
 from jaxrnn.cells.lstm_family import LSTMFamily, LSTMGateState
+from jaxrnn.cells.mamba import Mamba, MambaState
 from jaxrnn.cells.mgu import MGU, MGUState
 from jaxrnn.cells.minimal import MinGRU, MinimalState, MinLSTM
+from jaxrnn.cells.xlstm import MLSTM, SLSTM, MLSTMState, SLSTMState
 
 __all__ = [
     "Cell", "FunctionCell", "Params", "cell_from_functions", "output_size",
@@ -16,4 +19,6 @@ __all__ = [
     "Initializer", "Orthogonal", "PyTorchUniform", "Uniform",
     "LSTMFamily", "LSTMGateState", "MGU", "MGUState", "MinGRU", "MinLSTM", "MinimalState",
     "LRU", "LRUState", "RGLRU", "RGLRUState",
+    "SLSTM", "SLSTMState", "MLSTM", "MLSTMState", "DeltaNet", "GatedDeltaNet", "DeltaState",
+    "Mamba", "MambaState",
 ]

@@ -30,6 +30,9 @@ RG-LRU, the real-gated linear recurrent unit of Griffin, for one example::
     h_t = a_t * h_{t-1} + sqrt(1 - a_t^2) * (i_t * u_t)
 
 sigmoid(Lambda) is initialised in [a_min, a_max] = [0.9, 0.999] (area-uniform, as recurrentgemma).
+With ``negative_eigenvalues=True`` the transition is ``a'_t = 2 a_t - 1`` in (-1, 1) and the
+normaliser ``sqrt(1 - a'_t^2) = 2 sqrt(a_t (1 - a_t))`` (Grazzi et al., 2025, "Unlocking
+State-Tracking in Linear RNNs Through Negative Eigenvalues"); the parameters are the same.
 Griffin's gates are block-diagonal and its reference code skips the sqrt normalisation on a
 segment's first token; here the gates are dense and every step is normalised.
 
@@ -173,6 +176,7 @@ class RGLRU:
       c: the gate exponent's scale (8 in Griffin).
       a_min, a_max: range of the initial sigmoid(Lambda).
       initializer: initialiser of w_ih and b_ih.
+      negative_eigenvalues: transition 2 a_t - 1 in (-1, 1) instead of a_t in (0, 1).
     """
 
     hidden_size: int
@@ -182,6 +186,7 @@ class RGLRU:
     initializer: Initializer | str = "pytorch"
     param_dtype: Any = jnp.float32
     compute_dtype: Any = None
+    negative_eigenvalues: bool = False
 
     num_gates = 3
 
@@ -220,6 +225,10 @@ class RGLRU:
         u, k_r, k_i = jnp.split(xp, 3)
         log_a = -self.c * jax.nn.sigmoid(k_r) * jax.nn.softplus(-params["a_logit"])
         a = jnp.exp(log_a)
+        if self.negative_eigenvalues:
+            # sqrt(1 - (2a - 1)^2) = 2 sqrt(a (1 - a)), 1 - a via expm1, bounded as below.
+            norm = 2.0 * jnp.sqrt(jnp.maximum(-a * jnp.expm1(log_a), 1e-12))
+            return 2.0 * a - 1.0, norm * (jax.nn.sigmoid(k_i) * u)
         # sqrt(1 - a^2) via expm1 (accurate for a near 1), bounded away from 0 for the gradient.
         norm = jnp.sqrt(jnp.maximum(-jnp.expm1(2.0 * log_a), 1e-12))
         return a, norm * (jax.nn.sigmoid(k_i) * u)

@@ -23,6 +23,12 @@ logarithms (log a_t, log b_t) with log-sum-exp::
 
 With ``log_space=False``, ``g`` is the identity and the parallel path multiplies in linear space.
 
+``MinGRU(negative_eigenvalues=True)`` uses the transition ``a_t = 1 - 2 z_t`` in (-1, 1) instead
+of ``1 - z_t`` in (0, 1), with the same ``b_t = z_t * h~_t`` (Grazzi et al., 2025, "Unlocking
+State-Tracking in Linear RNNs Through Negative Eigenvalues"). Logarithms cannot hold a negative
+transition, so it needs ``log_space=False`` (linear space, ``g`` the identity); with
+``log_space=True`` the cell raises a ValueError.
+
 Parameter layout (one input matmul, no recurrent weights)::
 
     minGRU:  w_ih [2H, D]  b_ih [2H]   rows (z, h)
@@ -135,14 +141,27 @@ class _Minimal:
 
 @dataclasses.dataclass(frozen=True)
 class MinGRU(_Minimal):
-    """minGRU (Feng et al., 2024); see the module docstring for the equations."""
+    """minGRU (Feng et al., 2024); see the module docstring for the equations.
+
+    ``negative_eigenvalues=True`` (with ``log_space=False``): transition 1 - 2 z_t in (-1, 1).
+    """
+
+    negative_eigenvalues: bool = False
 
     num_gates = 2
+
+    def __post_init__(self):
+        if self.negative_eigenvalues and self.log_space:
+            raise ValueError(
+                "MinGRU: negative_eigenvalues=True needs log_space=False (a negative transition "
+                "has no logarithm); got log_space=True"
+            )
 
     def coefficients(self, params, xp):
         k_z, k_h = jnp.split(xp, 2)
         z = jax.nn.sigmoid(k_z)
-        return 1.0 - z, z * self.candidate(k_h)
+        a = 1.0 - 2.0 * z if self.negative_eigenvalues else 1.0 - z
+        return a, z * self.candidate(k_h)
 
     def log_coefficients(self, params, xp):
         k_z, k_h = jnp.split(xp, 2)
