@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxrnn import _checks
 from jaxrnn.cells.base import Cell, check_carry
-from jaxrnn.recurrence import Strategy, check_remat, scan
+from jaxrnn.recurrence import STRATEGIES, Strategy, check_remat, scan
 
 State = tuple[tuple[Any, ...], ...]
 
@@ -77,6 +77,14 @@ class StackedRNN:
     def __post_init__(self):
         _checks.check_positive_int("StackedRNN", "num_layers", self.num_layers)
         check_remat("StackedRNN", self.remat)
+        _checks.check_fields(
+            "StackedRNN", self, positive_ints=("unroll",),
+            bools=("bidirectional", "residual", "locked_dropout", "learn_initial_state"),
+        )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"StackedRNN: strategy={self.strategy!r}; expected one of {', '.join(STRATEGIES)}"
+            )
         for name in ("dropout", "recurrent_dropout"):
             rate = getattr(self, name)
             if not 0.0 <= rate < 1.0:
@@ -94,6 +102,7 @@ class StackedRNN:
         return input_size if layer == 0 else self.output_size
 
     def init(self, key: jax.Array, input_size: int) -> dict[str, Any]:
+        _checks.check_key("StackedRNN.init", key)
         _checks.check_positive_int("StackedRNN.init", "input_size", input_size)
         layers = []
         for layer in range(self.num_layers):

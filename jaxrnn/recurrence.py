@@ -55,6 +55,7 @@ kept for all T steps either.
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal
 
 import jax
@@ -65,6 +66,7 @@ from jaxrnn import _checks, cudnn, fused
 from jaxrnn.cells.base import check_carry, input_size_of
 
 Strategy = Literal["auto", "in_loop", "hoisted", "fused", "cudnn"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 
 
 # On a CPU, "auto" fuses a float32 cell only while the batch is at most this large (by cell
