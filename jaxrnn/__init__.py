@@ -16,6 +16,7 @@ from jaxrnn.cells import (
     Cell,
     Elman,
     ElmanState,
+    FunctionCell,
     GRUState,
     Initializer,
     LRUState,
@@ -31,14 +32,17 @@ from jaxrnn.cells import (
     PyTorchUniform,
     RGLRUState,
     Uniform,
+    cell_from_functions,
 )
-from jaxrnn.layers import StackedRNN, dropout
+from jaxrnn.layers import BidirectionalLayerState, LayerState, StackedRNN, StackState, dropout
 from jaxrnn.parallel import associative_scan
 from jaxrnn.recurrence import scan
 
 __all__ = [
     "__version__",
-    "Cell", "Params", "Elman", "ElmanState", "GRU", "GRUState", "LSTM", "LSTMState",
+    "Cell", "FunctionCell", "Params", "cell_from_functions",
+    "StackState", "LayerState", "BidirectionalLayerState",
+    "Elman", "ElmanState", "GRU", "GRUState", "LSTM", "LSTMState",
     "Initializer", "Orthogonal", "PyTorchUniform", "Uniform",
     "StackedRNN", "dropout", "scan",
     "LSTMFamily", "LSTMGateState", "MGU", "MGUState", "MinGRU", "MinLSTM", "MinimalState",

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _fmt_shape(shape: Sequence[int | None]) -> str:
+def fmt_shape(shape: Sequence[int | None]) -> str:
     parts = ["?" if s is None else str(s) for s in shape]
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
@@ -41,7 +41,7 @@ def check_shape(
         e is None or e == s for s, e in zip(shape, expected, strict=True)
     )
     if not ok:
-        msg = f"{where}: {name} has shape {_fmt_shape(shape)}; expected {_fmt_shape(expected)}"
+        msg = f"{where}: {name} has shape {fmt_shape(shape)}; expected {fmt_shape(expected)}"
         raise ValueError(msg + (f" {hint}" if hint else ""))
 
 
@@ -88,7 +88,7 @@ def check_tree_like(where: str, name: str, tree: Any, like: Any) -> None:
         leaf = name + jax.tree_util.keystr(path[0])
         if np.shape(got) != np.shape(want):
             raise ValueError(
-                f"{where}: {leaf} has shape {_fmt_shape(np.shape(got))}; "
-                f"expected {_fmt_shape(np.shape(want))}"
+                f"{where}: {leaf} has shape {fmt_shape(np.shape(got))}; "
+                f"expected {fmt_shape(np.shape(want))}"
             )
         check_float(where, leaf, got)

@@ -14,24 +14,69 @@ Dropout (all with an explicit ``key`` and a ``train`` switch; nothing happens wh
 
 Parameters: ``{"layers": [{"fwd": cell_params, "bwd": cell_params}, ...],
 "initial": [{"fwd": carry, "bwd": carry}, ...]}`` ("bwd" only when bidirectional, "initial" only
-with ``learn_initial_state``). The state is a tuple over layers of tuples over directions of the
-cell's carries, each with batch shape (B,).
+with ``learn_initial_state``). The state is a :class:`StackState` over layers (a tuple, so
+``state[0]`` is the first layer, also ``state.layers[0]``) of :class:`LayerState` (``fwd``) or
+:class:`BidirectionalLayerState` (``fwd``, ``bwd``), each the cell's carry with batch shape (B,)::
+
+    ys, state = stack.apply(params, xs)
+    state.layers[0].fwd.h          # the first layer's forward carry
+    fwd, bwd = state[0]            # positional unpacking works too (bidirectional)
+
+Any cell works (see :mod:`jaxrnn.cells.base`): sizes come from ``jax.eval_shape`` of its ``step``
+when it has no ``output_size``; ``recurrent_dropout`` needs its ``recurrent_mask_field``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import _checks
+from jaxrnn.cells import base
 from jaxrnn.cells.base import Cell, check_carry
 from jaxrnn.recurrence import Strategy, check_remat, scan
 
-State = tuple[tuple[Any, ...], ...]
+
+class LayerState(NamedTuple):
+    """The final carry of one unidirectional layer."""
+
+    fwd: Any
+
+
+class BidirectionalLayerState(NamedTuple):
+    """The final carries of one bidirectional layer: forward and backward direction."""
+
+    fwd: Any
+    bwd: Any
+
+
+class StackState(tuple):
+    """The state of a :class:`StackedRNN`: one :class:`LayerState` (or
+    :class:`BidirectionalLayerState`) per layer. A tuple (``state[i]``) and a pytree."""
+
+    __slots__ = ()
+
+    @property
+    def layers(self) -> tuple[Any, ...]:
+        """The per-layer states, first layer first."""
+        return tuple(self)
+
+    def __repr__(self) -> str:
+        return f"StackState({', '.join(map(repr, self))})"
+
+
+jax.tree_util.register_pytree_with_keys(
+    StackState,
+    lambda s: ([(jax.tree_util.SequenceKey(i), layer) for i, layer in enumerate(s)], None),
+    lambda _, layers: StackState(layers),
+    flatten_func=lambda s: (tuple(s), None),
+)
+
+State = StackState
 
 
 def dropout(key: jax.Array, rate: float, x: jax.Array, *, broadcast_time: bool = False):
@@ -81,6 +126,13 @@ class StackedRNN:
             rate = getattr(self, name)
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"StackedRNN: {name} must lie in [0, 1); got {rate}")
+        base.check_cell("StackedRNN", self.cell)
+        if self.recurrent_dropout > 0 and getattr(self.cell, "recurrent_mask_field", None) is None:
+            raise ValueError(
+                f"StackedRNN: recurrent_dropout={self.recurrent_dropout} needs a cell that "
+                f"declares recurrent_mask_field (the carry field the mask multiplies); "
+                f"{type(self.cell).__name__} declares none"
+            )
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -88,13 +140,31 @@ class StackedRNN:
 
     @property
     def output_size(self) -> int:
-        return self.cell.output_size * len(self.directions)
+        """Features of ``apply``'s outputs; for a cell without ``output_size`` use
+        :meth:`output_size_for`."""
+        size = getattr(self.cell, "output_size", None)
+        if size is None:
+            raise AttributeError(
+                f"StackedRNN.output_size: cell {type(self.cell).__name__} has no output_size "
+                "attribute; use StackedRNN.output_size_for(input_size), which derives it from "
+                "the cell's step"
+            )
+        return size * len(self.directions)
+
+    def output_size_for(self, input_size: int) -> int:
+        """Features of ``apply``'s outputs for inputs of ``input_size`` features (any cell)."""
+        return base.output_size(self.cell, input_size) * len(self.directions)
 
     def layer_input_size(self, layer: int, input_size: int) -> int:
-        return input_size if layer == 0 else self.output_size
+        return input_size if layer == 0 else self.output_size_for(input_size)
+
+    def _layer_state(self, carries) -> Any:
+        carries = tuple(carries)
+        return BidirectionalLayerState(*carries) if self.bidirectional else LayerState(*carries)
 
     def init(self, key: jax.Array, input_size: int) -> dict[str, Any]:
         _checks.check_positive_int("StackedRNN.init", "input_size", input_size)
+        base.check_cell("StackedRNN.init", self.cell)
         layers = []
         for layer in range(self.num_layers):
             keys = jax.random.split(jax.random.fold_in(key, layer), len(self.directions))
@@ -112,8 +182,8 @@ class StackedRNN:
     def initial_state(self, params, batch_size: int) -> State:
         """Zeros, or the trainable initial state broadcast to the batch."""
         if self.learn_initial_state:
-            return tuple(
-                tuple(
+            return StackState(
+                self._layer_state(
                     jax.tree.map(
                         lambda c: jnp.broadcast_to(c, (batch_size, *c.shape)), init[name]
                     )
@@ -121,8 +191,10 @@ class StackedRNN:
                 )
                 for init in params["initial"]
             )
-        return tuple(
-            tuple(self.cell.initial_carry(lp[name], (batch_size,)) for name in self.directions)
+        return StackState(
+            self._layer_state(
+                self.cell.initial_carry(lp[name], (batch_size,)) for name in self.directions
+            )
             for lp in params["layers"]
         )
 
@@ -180,7 +252,8 @@ class StackedRNN:
                 if dropping and self.recurrent_dropout > 0:
                     k = jax.random.fold_in(key, 2 * (layer * 2 + d) + 1)
                     rate = self.recurrent_dropout
-                    keep = jax.random.bernoulli(k, 1.0 - rate, (batch, self.cell.output_size))
+                    mask_shape = base.recurrent_mask_shape(self.cell, lp[name])
+                    keep = jax.random.bernoulli(k, 1.0 - rate, (batch, *mask_shape))
                     h_mask = keep.astype(h.dtype) / (1.0 - rate)
                 ys, final = scan(
                     self.cell, lp[name], h, initial_state[layer][d],
@@ -193,14 +266,14 @@ class StackedRNN:
             out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
             if self.residual and layer > 0:
                 out = out + h
-            finals.append(tuple(carries))
+            finals.append(self._layer_state(carries))
             if layer < self.num_layers - 1 and dropping and self.dropout > 0:
                 k = jax.random.fold_in(key, 2 * layer * 2)
                 out = dropout(k, self.dropout, out, broadcast_time=self.locked_dropout)
             h = out
         if time_major:
             h = jnp.swapaxes(h, 0, 1)
-        return h, tuple(finals)
+        return h, StackState(finals)
 
     def step(self, params, state: State, x: jax.Array) -> tuple[State, jax.Array]:
         """One time step of every layer at once, for a batch x [B, D] (sampling, beam search).
@@ -221,6 +294,6 @@ class StackedRNN:
             carry, y = jax.vmap(self.cell.step, in_axes=(None, 0, 0))(lp["fwd"], state[layer][0], h)
             if self.residual and layer > 0:
                 y = y + h
-            new_state.append((carry,))
+            new_state.append(LayerState(carry))
             h = y
-        return tuple(new_state), h
+        return StackState(new_state), h

@@ -58,7 +58,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import _checks, cudnn, fused
-from jaxrnn.cells.base import check_carry, input_size_of
+from jaxrnn.cells import base
+from jaxrnn.cells.base import check_carry
 
 Strategy = Literal["auto", "in_loop", "hoisted", "fused", "cudnn"]
 
@@ -112,6 +113,13 @@ def resolve_strategy(
         raise ValueError(
             f"strategy={strategy!r}; expected 'auto', 'in_loop', 'hoisted', 'fused' or 'cudnn'"
         )
+    if cell is not None and not base.has_split(cell):
+        if strategy == "hoisted":
+            raise ValueError(
+                f"strategy='hoisted' needs a cell with input_projection and recurrent_step; "
+                f"{type(cell).__name__} has only step: use strategy='in_loop' or 'auto'"
+            )
+        return "in_loop"
     fusable = cell is not None and resets is None and not remat and fused.supports(cell)
     if strategy == "cudnn":
         if fusable and cudnn.supports(cell) and cudnn.available():
@@ -161,11 +169,14 @@ def check_scan_inputs(where, cell, params, xs, carry, lengths, resets, time_majo
 
     ``carry`` is filled with the cell's zeros when None; ``resets`` comes back batch-major.
     """
+    base.check_cell(where, cell)
     _checks.check_float(where, "xs", xs)
     layout = "[T, B, input_size]" if time_major else "[B, T, input_size]"
     if np.ndim(xs) != 3:
         raise ValueError(f"{where}: xs has shape {tuple(np.shape(xs))}; expected {layout}")
-    _checks.check_shape(where, "xs", xs, (None, None, input_size_of(params)), f"= {layout}")
+    if callable(getattr(cell, "input_size", None)):
+        _checks.check_shape(where, "xs", xs, (None, None, cell.input_size(params)), f"= {layout}")
+    base.check_input_size(where, cell, params, xs.shape[-1], xs.dtype)
     steps, batch = xs.shape[:2] if time_major else xs.shape[1::-1]
     if carry is None:
         carry = cell.initial_carry(params, (batch,))
@@ -219,7 +230,7 @@ def _scan_one(
         else:
 
             def advance(carry, x):
-                return cell.recurrent_step(params, carry, cell.input_projection(params, x), h_mask)
+                return base.step_with_mask(cell, params, carry, x, h_mask)
 
     def body(carry, inp):
         x, ok, reset = inp
@@ -323,7 +334,13 @@ def scan(
         where, cell, params, xs, carry, lengths, resets, time_major
     )
     if h_mask is not None:
-        _checks.check_shape(where, "h_mask", h_mask, (batch, cell.output_size))
+        mask_shape = base.recurrent_mask_shape(cell, params)
+        if mask_shape is None:
+            raise ValueError(
+                f"{where}: h_mask needs a cell that declares recurrent_mask_field (the carry "
+                f"field the mask multiplies); {type(cell).__name__} declares none"
+            )
+        _checks.check_shape(where, "h_mask", h_mask, (batch, *mask_shape))
     chosen = resolve_strategy(strategy, cell, resets, xs.shape, remat=remat is not None,
                               time_major=time_major)
     if chosen == "cudnn" and h_mask is not None:

@@ -1,6 +1,7 @@
-"""The recurrent-cell variant space used for gate ablations: names -> cell configurations.
+"""The open registry of recurrent-cell variants for gate ablations: names -> cell factories.
 
-Every variant is one line: a cell class and the fields that define it. The equations are in the
+A variant is a name and a factory ``factory(hidden_size, **options) -> cell``. The built-in ones
+are one-line configurations of a cell class (:func:`configure`); the equations are in the
 docstring of each class (:mod:`jaxrnn.cells.lstm_family`, :mod:`jaxrnn.cells.gru`,
 :mod:`jaxrnn.cells.mgu`, :mod:`jaxrnn.cells.minimal`, :mod:`jaxrnn.cells.lru`)::
 
@@ -11,6 +12,13 @@ docstring of each class (:mod:`jaxrnn.cells.lstm_family`, :mod:`jaxrnn.cells.gru
     >>> variants.make("vanilla", 128, forget_bias=1.0)
     >>> print(variants.describe("cifg"))
 
+Your own cell joins the same space, and then every experiment that takes variant names takes it::
+
+    variants.register("mycell", MyCell, description="...", citation="Me et al. 2026")
+    variants.register("mycell_nb", variants.configure(MyCell, use_bias=False))
+    variants.make("MyCell", 64)                    # names are case-insensitive
+    variants.make("mypkg.cells:MyCell", 64)        # or a "module:attr" spec, imported on demand
+
 Groups: Greff et al. (2017)'s vanilla LSTM and its eight variants, the forget-bias and
 layer-norm LSTMs, the GRU family (both reset conventions, MGU) and the linear recurrences
 (minGRU, minLSTM, LRU, RG-LRU), which also run through :func:`jaxrnn.parallel.associative_scan`.
@@ -18,12 +26,16 @@ layer-norm LSTMs, the GRU family (both reset conventions, MGU) and the linear re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
+from jaxrnn.cells.base import check_cell
 from jaxrnn.cells.gru import GRU
 from jaxrnn.cells.lru import LRU, RGLRU
 from jaxrnn.cells.lstm_family import LSTMFamily
@@ -34,86 +46,235 @@ _GREFF = 'Greff et al. 2017, "LSTM: A Search Space Odyssey"'
 
 
 class Variant(NamedTuple):
-    """A registry entry: ``cls(hidden_size, **fields)`` builds the cell."""
+    """A registry entry: ``factory(hidden_size, **options)`` builds the cell."""
 
     name: str
+    factory: Callable[..., Any]
     family: str
-    cls: type
-    fields: dict[str, Any]
     description: str
     citation: str
 
 
-_VARIANTS = (
-    Variant("vanilla", "lstm", LSTMFamily, {},
-            "LSTM with peepholes and output activation (Greff's vanilla)",
-            f"{_GREFF}; Gers & Schmidhuber 2000 (peepholes)"),
-    Variant("nig", "lstm", LSTMFamily, {"input_gate": False},
-            "no input gate (i = 1)", _GREFF),
-    Variant("nfg", "lstm", LSTMFamily, {"forget_gate": False},
-            "no forget gate (f = 1)", _GREFF),
-    Variant("nog", "lstm", LSTMFamily, {"output_gate": False},
-            "no output gate (o = 1)", _GREFF),
-    Variant("niaf", "lstm", LSTMFamily, {"input_activation": False},
-            "no input activation function (block input g(x) = x)", _GREFF),
-    Variant("noaf", "lstm", LSTMFamily, {"output_activation": False},
-            "no output activation function (h(x) = x)", _GREFF),
-    Variant("cifg", "lstm", LSTMFamily, {"coupled": True},
-            "coupled input and forget gate (f = 1 - i)", _GREFF),
-    Variant("np", "lstm", LSTMFamily, {"peepholes": False},
-            "no peepholes (the PyTorch/cuDNN LSTM, jaxrnn.LSTM)", _GREFF),
-    Variant("fgr", "lstm", LSTMFamily, {"full_gate_recurrence": True},
-            "full gate recurrence (gates at t-1 feed all gates)", _GREFF),
-    Variant("fb1", "lstm", LSTMFamily, {"peepholes": False, "forget_bias": 1.0},
-            "no-peephole LSTM with forget bias 1",
-            'Jozefowicz et al. 2015, "An Empirical Exploration of Recurrent Network '
-            'Architectures"'),
-    Variant("lnlstm", "lstm", LSTMFamily, {"peepholes": False, "layer_norm": True},
-            "layer-normalised LSTM", 'Ba et al. 2016, "Layer Normalization"'),
-    Variant("gru", "gru", GRU, {"reset_after": True},
-            "GRU, reset gate after the recurrent matmul (cuDNN/PyTorch)",
-            'Cho et al. 2014; Chung et al. 2014'),
-    Variant("gru_cho", "gru", GRU, {"reset_after": False},
-            "GRU, reset gate before the recurrent matmul (original)",
-            'Cho et al. 2014, "Learning Phrase Representations using RNN Encoder-Decoder"'),
-    Variant("mgu", "gru", MGU, {},
-            "minimal gated unit (one forget gate)",
-            'Zhou et al. 2016, "Minimal Gated Unit for Recurrent Neural Networks"'),
-    Variant("mingru", "linear", MinGRU, {},
-            "minGRU: input-only gates, linear recurrence (log-space parallel scan)",
-            'Feng et al. 2024, "Were RNNs All We Needed?"'),
-    Variant("minlstm", "linear", MinLSTM, {},
-            "minLSTM: normalised input-only gates, linear recurrence (log-space)",
-            'Feng et al. 2024, "Were RNNs All We Needed?"'),
-    Variant("lru", "linear", LRU, {},
-            "linear recurrent unit: complex diagonal recurrence",
-            'Orvieto et al. 2023, "Resurrecting Recurrent Neural Networks for Long Sequences"'),
-    Variant("rglru", "linear", RGLRU, {},
-            "real-gated linear recurrent unit of Griffin",
-            'De et al. 2024, "Griffin: Mixing Gated Linear Recurrences with Local Attention"'),
+class Configuration:
+    """A factory ``cls(hidden_size, **{**fields, **options})`` (see :func:`configure`).
+
+    Options that define the variant (those in ``fields``) cannot be changed, and options that
+    ``cls`` does not take are rejected, both with a ValueError naming them.
+    """
+
+    def __init__(self, cls: type, **fields: Any):
+        self.cls, self.fields = cls, dict(fields)
+
+    def __call__(self, hidden_size: int, **options: Any) -> Any:
+        where = f"{self.cls.__name__} variant {self.fields}"
+        if dataclasses.is_dataclass(self.cls):
+            valid = {f.name for f in dataclasses.fields(self.cls)} - {"hidden_size"}
+            unknown = sorted(set(options) - valid)
+            if unknown:
+                raise ValueError(
+                    f"{where}: unknown options {unknown}; {self.cls.__name__} takes "
+                    f"{', '.join(sorted(valid))}"
+                )
+        clash = sorted(k for k in options if k in self.fields and options[k] != self.fields[k])
+        if clash:
+            raise ValueError(
+                f"{where}: options {clash} would change what defines the variant "
+                f"({self.fields}); pick another variant or build {self.cls.__name__} directly"
+            )
+        return self.cls(hidden_size, **{**self.fields, **options})
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
+        return f"configure({self.cls.__name__}{', ' if args else ''}{args})"
+
+
+def configure(cls: type, **fields: Any) -> Configuration:
+    """A variant factory: ``cls`` with ``fields`` fixed (``configure(LSTMFamily, coupled=True)``).
+
+    Args:
+      cls: a cell class whose first argument is ``hidden_size``.
+      **fields: the fields that define the variant.
+
+    Returns:
+      A factory ``(hidden_size, **options) -> cell`` for :func:`register`.
+    """
+    return Configuration(cls, **fields)
+
+
+_BUILT_IN = (
+    ("vanilla", "lstm", configure(LSTMFamily),
+     "LSTM with peepholes and output activation (Greff's vanilla)",
+     f"{_GREFF}; Gers & Schmidhuber 2000 (peepholes)"),
+    ("nig", "lstm", configure(LSTMFamily, input_gate=False),
+     "no input gate (i = 1)", _GREFF),
+    ("nfg", "lstm", configure(LSTMFamily, forget_gate=False),
+     "no forget gate (f = 1)", _GREFF),
+    ("nog", "lstm", configure(LSTMFamily, output_gate=False),
+     "no output gate (o = 1)", _GREFF),
+    ("niaf", "lstm", configure(LSTMFamily, input_activation=False),
+     "no input activation function (block input g(x) = x)", _GREFF),
+    ("noaf", "lstm", configure(LSTMFamily, output_activation=False),
+     "no output activation function (h(x) = x)", _GREFF),
+    ("cifg", "lstm", configure(LSTMFamily, coupled=True),
+     "coupled input and forget gate (f = 1 - i)", _GREFF),
+    ("np", "lstm", configure(LSTMFamily, peepholes=False),
+     "no peepholes (the PyTorch/cuDNN LSTM, jaxrnn.LSTM)", _GREFF),
+    ("fgr", "lstm", configure(LSTMFamily, full_gate_recurrence=True),
+     "full gate recurrence (gates at t-1 feed all gates)", _GREFF),
+    ("fb1", "lstm", configure(LSTMFamily, peepholes=False, forget_bias=1.0),
+     "no-peephole LSTM with forget bias 1",
+     'Jozefowicz et al. 2015, "An Empirical Exploration of Recurrent Network '
+     'Architectures"'),
+    ("lnlstm", "lstm", configure(LSTMFamily, peepholes=False, layer_norm=True),
+     "layer-normalised LSTM", 'Ba et al. 2016, "Layer Normalization"'),
+    ("gru", "gru", configure(GRU, reset_after=True),
+     "GRU, reset gate after the recurrent matmul (cuDNN/PyTorch)",
+     'Cho et al. 2014; Chung et al. 2014'),
+    ("gru_cho", "gru", configure(GRU, reset_after=False),
+     "GRU, reset gate before the recurrent matmul (original)",
+     'Cho et al. 2014, "Learning Phrase Representations using RNN Encoder-Decoder"'),
+    ("mgu", "gru", configure(MGU),
+     "minimal gated unit (one forget gate)",
+     'Zhou et al. 2016, "Minimal Gated Unit for Recurrent Neural Networks"'),
+    ("mingru", "linear", configure(MinGRU),
+     "minGRU: input-only gates, linear recurrence (log-space parallel scan)",
+     'Feng et al. 2024, "Were RNNs All We Needed?"'),
+    ("minlstm", "linear", configure(MinLSTM),
+     "minLSTM: normalised input-only gates, linear recurrence (log-space)",
+     'Feng et al. 2024, "Were RNNs All We Needed?"'),
+    ("lru", "linear", configure(LRU),
+     "linear recurrent unit: complex diagonal recurrence",
+     'Orvieto et al. 2023, "Resurrecting Recurrent Neural Networks for Long Sequences"'),
+    ("rglru", "linear", configure(RGLRU),
+     "real-gated linear recurrent unit of Griffin",
+     'De et al. 2024, "Griffin: Mixing Gated Linear Recurrences with Local Attention"'),
 )
-_BY_NAME = {v.name: v for v in _VARIANTS}
+_REGISTRY: dict[str, Variant] = {}
+
+
+
+
+def _key(name: str) -> str:
+    return name.strip().lower()
+
+
+def register(
+    name: str,
+    factory: Callable[..., Any],
+    *,
+    description: str = "",
+    citation: str = "",
+    family: str = "user",
+) -> Callable[..., Any]:
+    """Adds a variant to the registry, beside the built-in ones.
+
+    Args:
+      name: the variant's name (matched case-insensitively; no ``:``, which marks specs).
+      factory: ``factory(hidden_size, **options) -> cell``: a cell class whose first argument is
+        ``hidden_size``, a :func:`configure` result, or any function.
+      description: one line saying what the variant is.
+      citation: the paper it comes from.
+      family: a group name for :func:`names` (built-in: lstm, gru, linear, modern).
+
+    Returns:
+      ``factory``, unchanged.
+
+    Raises:
+      ValueError: when ``name`` is taken or not a valid name; TypeError when ``factory`` is not
+        callable.
+    """
+    if not isinstance(name, str) or not name.strip() or ":" in name:
+        raise ValueError(
+            f"variants.register: name={name!r}; expected a non-empty string without ':'"
+        )
+    if not callable(factory):
+        raise TypeError(f"variants.register({name!r}): factory must be callable; got {factory!r}")
+    key = _key(name)
+    if key in _REGISTRY:
+        raise ValueError(
+            f"variants.register: name={name!r} is taken ({describe(key)}); pick another name "
+            "or variants.unregister it first"
+        )
+    _REGISTRY[key] = Variant(key, factory, family, description, citation)
+    return factory
+
+
+def unregister(name: str) -> None:
+    """Removes a variant from the registry (a ValueError if it is not registered)."""
+    get(name)
+    del _REGISTRY[_key(name)]
+
+
+@contextlib.contextmanager
+def registered(name: str, factory: Callable[..., Any], **kwargs: Any) -> Iterator[None]:
+    """:func:`register` for the duration of a ``with`` block (tests, notebooks)."""
+    register(name, factory, **kwargs)
+    try:
+        yield
+    finally:
+        _REGISTRY.pop(_key(name), None)
+
+
+for _name, _family, _factory, _description, _citation in _BUILT_IN:
+    register(_name, _factory, description=_description, citation=_citation, family=_family)
+
+
+def is_spec(name: str) -> bool:
+    """True for a ``"module:attr"`` spec (a cell class or factory to import)."""
+    return isinstance(name, str) and ":" in name
+
+
+def load_spec(spec: str) -> Callable[..., Any]:
+    """Imports the cell class or factory named by ``"module:attr"`` (``attr`` may be dotted).
+
+    The module is imported from ``sys.path`` (e.g. ``PYTHONPATH``); errors name the spec.
+    """
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(
+            f"variant spec {spec!r}: expected 'module:attr', e.g. 'mypkg.cells:MyCell'"
+        )
+    try:
+        obj = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(
+            f"variant spec {spec!r}: cannot import module {module_name!r} ({err}); is it on "
+            "PYTHONPATH?"
+        ) from err
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"variant spec {spec!r}: module {module_name!r} has no {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ValueError(f"variant spec {spec!r}: {attr} is not a cell class or factory")
+    return obj
 
 
 def names(family: str | None = None) -> tuple[str, ...]:
-    """Every variant name, vanilla first (or those of one family: lstm, gru, linear)."""
-    families = sorted({v.family for v in _VARIANTS})
+    """Every registered name, in registration order, vanilla first (or those of one family)."""
+    families = sorted({v.family for v in _REGISTRY.values()})
     if family is not None and family not in families:
         raise ValueError(f"variants.names: family={family!r}; expected one of {families}")
-    return tuple(v.name for v in _VARIANTS if family is None or v.family == family)
+    return tuple(v.name for v in _REGISTRY.values() if family is None or v.family == family)
 
 
 def get(name: str) -> Variant:
-    """The registry entry of ``name``; a ValueError listing the valid names otherwise."""
-    if name not in _BY_NAME:
+    """The registry entry of ``name`` (case-insensitive); a ValueError listing the valid names."""
+    key = _key(name) if isinstance(name, str) else name
+    if key not in _REGISTRY:
         raise ValueError(
-            f"unknown variant name={name!r}; valid names: {', '.join(names())}"
+            f"unknown variant name={name!r}; valid names: {', '.join(names())}, or a "
+            "'module:attr' spec"
         )
-    return _BY_NAME[name]
+    return _REGISTRY[key]
 
 
 def describe(name: str) -> str:
-    """One line: the variant's description and its citation."""
+    """One line: the variant's description and its citation (or the spec's class/factory)."""
+    if is_spec(name):
+        obj = load_spec(name)
+        doc = (getattr(obj, "__doc__", None) or "").strip().splitlines()
+        return f"{name}: {doc[0] if doc else getattr(obj, '__name__', repr(obj))} [user cell]"
     v = get(name)
     return f"{v.name}: {v.description} [{v.citation}]"
 
@@ -122,29 +283,23 @@ def make(name: str, hidden_size: int, **options: Any) -> Any:
     """Builds the cell of variant ``name``.
 
     Args:
-      name: one of :func:`names`.
+      name: one of :func:`names` (case-insensitive), or a ``"module:attr"`` spec naming a cell
+        class or factory ``(hidden_size, **options) -> cell`` importable from ``sys.path``.
       hidden_size: the cell's hidden size.
-      **options: further fields of the cell class (``forget_bias=1.0``,
-        ``initializer="orthogonal"``, ...); a field that defines the variant cannot be changed.
+      **options: further arguments of the factory (``forget_bias=1.0``,
+        ``initializer="orthogonal"``, ...); for a built-in configuration, a field that defines
+        the variant cannot be changed.
 
     Returns:
-      The cell (a frozen dataclass following the cell protocol).
+      The cell (an object with the cell protocol, :class:`jaxrnn.Cell`).
     """
-    v = get(name)
-    valid = {f.name for f in dataclasses.fields(v.cls)} - {"hidden_size"}
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        raise ValueError(
-            f"variants.make({name!r}): unknown options {unknown}; {v.cls.__name__} takes "
-            f"{', '.join(sorted(valid))}"
-        )
-    clash = sorted(k for k in options if k in v.fields and options[k] != v.fields[k])
-    if clash:
-        raise ValueError(
-            f"variants.make({name!r}): options {clash} would change what defines the variant "
-            f"({v.fields}); pick another variant or build {v.cls.__name__} directly"
-        )
-    return v.cls(hidden_size, **{**v.fields, **options})
+    factory = load_spec(name) if is_spec(name) else get(name).factory
+    try:
+        cell = factory(hidden_size, **options)
+    except ValueError as err:
+        raise ValueError(f"variants.make({name!r}): {err}") from err
+    check_cell(f"variants.make({name!r})", cell)
+    return cell
 
 
 def parameter_count(cell, input_size: int) -> int:

@@ -1,6 +1,6 @@
 """Recurrent cells: pure functions for one example. See :mod:`jaxrnn.cells.base`."""
 
-from jaxrnn.cells.base import Cell, Params
+from jaxrnn.cells.base import Cell, FunctionCell, Params, cell_from_functions, output_size
 from jaxrnn.cells.elman import Elman, ElmanState
 from jaxrnn.cells.gru import GRU, GRUState
 from jaxrnn.cells.initializers import Initializer, Orthogonal, PyTorchUniform, Uniform
@@ -11,7 +11,8 @@ from jaxrnn.cells.mgu import MGU, MGUState
 from jaxrnn.cells.minimal import MinGRU, MinimalState, MinLSTM
 
 __all__ = [
-    "Cell", "Params", "Elman", "ElmanState", "GRU", "GRUState", "LSTM", "LSTMState",
+    "Cell", "FunctionCell", "Params", "cell_from_functions", "output_size",
+    "Elman", "ElmanState", "GRU", "GRUState", "LSTM", "LSTMState",
     "Initializer", "Orthogonal", "PyTorchUniform", "Uniform",
     "LSTMFamily", "LSTMGateState", "MGU", "MGUState", "MinGRU", "MinLSTM", "MinimalState",
     "LRU", "LRUState", "RGLRU", "RGLRUState",

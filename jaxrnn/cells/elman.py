@@ -43,6 +43,12 @@ class Elman:
 
     num_gates = 1
 
+    recurrent_mask_field = "h"  # variational dropout multiplies h_{t-1} (cells.base)
+
+    def input_size(self, params: base.Params) -> int:
+        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
+        return base.input_size_of(params)
+
     def __post_init__(self):
         if self.nonlinearity not in _ACTIVATIONS:
             raise ValueError(
@@ -84,5 +90,5 @@ class Elman:
         return ElmanState(h=h), h
 
     def step(self, params, carry: ElmanState, x):
-        base.check_step_input(self, params, x)
+        base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))

@@ -49,6 +49,12 @@ class GRU:
 
     num_gates = 3
 
+    recurrent_mask_field = "h"  # variational dropout multiplies h_{t-1} (cells.base)
+
+    def input_size(self, params: base.Params) -> int:
+        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
+        return base.input_size_of(params)
+
     @property
     def output_size(self) -> int:
         return self.hidden_size
@@ -105,5 +111,5 @@ class GRU:
         return GRUState(h=h), h
 
     def step(self, params, carry: GRUState, x):
-        base.check_step_input(self, params, x)
+        base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))

@@ -89,6 +89,12 @@ class LRU:
     max_phase: float = 2 * math.pi
     param_dtype: Any = jnp.float32
 
+    recurrent_mask_field = "h"  # variational dropout multiplies h_{t-1} (cells.base)
+
+    def input_size(self, params: base.Params) -> int:
+        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
+        return base.input_size_of(params)
+
     def __post_init__(self):
         if not 0.0 <= self.r_min < self.r_max <= 1.0:
             raise ValueError(
@@ -154,7 +160,7 @@ class LRU:
         return linear_step(self, params, carry, xp, h_mask)
 
     def step(self, params, carry: LRUState, x):
-        base.check_step_input(self, params, x)
+        base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))
 
 
@@ -178,6 +184,12 @@ class RGLRU:
     compute_dtype: Any = None
 
     num_gates = 3
+
+    recurrent_mask_field = "h"  # variational dropout multiplies h_{t-1} (cells.base)
+
+    def input_size(self, params: base.Params) -> int:
+        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
+        return base.input_size_of(params)
 
     @property
     def output_size(self) -> int:
@@ -226,5 +238,5 @@ class RGLRU:
         return RGLRUState(h=new.h.astype(carry.h.dtype)), y.astype(carry.h.dtype)
 
     def step(self, params, carry: RGLRUState, x):
-        base.check_step_input(self, params, x)
+        base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))

@@ -70,6 +70,12 @@ class LSTM:
 
     num_gates = 4
 
+    recurrent_mask_field = "h"  # variational dropout multiplies h_{t-1} (cells.base)
+
+    def input_size(self, params: base.Params) -> int:
+        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
+        return base.input_size_of(params)
+
     @property
     def output_size(self) -> int:
         return self.proj_size or self.hidden_size
@@ -122,5 +128,5 @@ class LSTM:
         return c, jax.nn.sigmoid(o) * jnp.tanh(c)
 
     def step(self, params, carry: LSTMState, x):
-        base.check_step_input(self, params, x)
+        base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))

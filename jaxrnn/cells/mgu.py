@@ -42,6 +42,12 @@ class MGU:
 
     num_gates = 2
 
+    recurrent_mask_field = "h"  # variational dropout multiplies h_{t-1} (cells.base)
+
+    def input_size(self, params: base.Params) -> int:
+        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
+        return base.input_size_of(params)
+
     @property
     def output_size(self) -> int:
         return self.hidden_size
@@ -86,5 +92,5 @@ class MGU:
         return MGUState(h=h), h
 
     def step(self, params, carry: MGUState, x):
-        base.check_step_input(self, params, x)
+        base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))

@@ -83,6 +83,12 @@ class _Minimal:
 
     num_gates = 2
 
+    recurrent_mask_field = "h"  # variational dropout multiplies h_{t-1} (cells.base)
+
+    def input_size(self, params: base.Params) -> int:
+        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
+        return base.input_size_of(params)
+
     @property
     def output_size(self) -> int:
         return self.hidden_size
@@ -123,7 +129,7 @@ class _Minimal:
         return MinimalState(h=new.h.astype(carry.h.dtype)), y.astype(carry.h.dtype)
 
     def step(self, params, carry: MinimalState, x):
-        base.check_step_input(self, params, x)
+        base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))
 
 
