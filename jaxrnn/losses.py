@@ -25,6 +25,7 @@ available through the custom VJP; use :func:`token_cross_entropy` on logits for 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -88,7 +89,8 @@ _linear_ce.defvjp(_forward, _backward)
 
 
 def linear_cross_entropy(
-    h: jax.Array, w: jax.Array, b: jax.Array | None, targets: jax.Array, compute_dtype=None
+    h: jax.Array, w: jax.Array, b: jax.Array | None, targets: jax.Array,
+    compute_dtype: Any = None,
 ) -> jax.Array:
     """Per-position ``-log softmax(h W^T + b)[target]``, in float32, with a fused backward pass.
 

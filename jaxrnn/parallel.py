@@ -106,8 +106,8 @@ def _scan_one(cell, params, xs, carry0, length, resets, *, reverse):
 
 
 def associative_scan(
-    cell,
-    params,
+    cell: Any,
+    params: Any,
     xs: jax.Array,
     carry: Any = None,
     *,

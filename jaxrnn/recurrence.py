@@ -329,8 +329,8 @@ def _remat_scan(body, project, carry, seq, chunk, unroll):
 
 
 def scan(
-    cell,
-    params,
+    cell: Any,
+    params: Any,
     xs: jax.Array,
     carry: Any = None,
     *,
