@@ -568,13 +568,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.variants = "vanilla,nfg,mingru"
     names = variants.names() if args.variants == "all" else tuple(
         v.strip() for v in args.variants.split(",") if v.strip())
-    if not names:
-        parser.error("--variants names no variant")
+    bad, why = [], []
     for name in names:
         try:
             variants.load_spec(name) if variants.is_spec(name) else variants.get(name)
         except ValueError as err:
-            parser.error(f"--variants: {err}")
+            bad.append(name)
+            why += [str(err)] if variants.is_spec(name) else []
+    if bad or not names:
+        parser.error(f"unknown variant {bad}; valid variants: {', '.join(variants.names())}, "
+                     "or a 'module:attr' spec naming a cell class or factory"
+                     + "".join(f"; {w}" for w in why))
     args.variant_names = ("vanilla",) * ("vanilla" in names) + tuple(
         v for v in names if v != "vanilla")
     for flag in ("seeds", "search", "eval_every", "seq_len", "copy_delay", "bptt"):
