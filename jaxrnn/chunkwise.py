@@ -71,8 +71,8 @@ def _scan_one(cell, params, xs, carry0, length, resets, *, chunk, reverse):
 
 
 def chunkwise_scan(
-    cell,
-    params,
+    cell: Any,
+    params: Any,
     xs: jax.Array,
     carry: Any = None,
     *,

@@ -45,6 +45,7 @@ def run_page(page: str) -> None:
     # A real module, so that classes defined on the page behave as in a script (dataclasses,
     # pickling look their module up in sys.modules).
     module = types.ModuleType("__docs__")
+    saved_path, saved_modules = list(sys.path), set(sys.modules)
     sys.modules[module.__name__] = module
     try:
         with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
@@ -52,8 +53,11 @@ def run_page(page: str) -> None:
                 # Newlines first, so that tracebacks give the page's own line numbers.
                 source = "\n" * (line - 1) + code
                 exec(compile(source, page, "exec", dont_inherit=True), module.__dict__)
-    finally:
-        del sys.modules[module.__name__]
+    finally:  # what a page adds to sys.path, and modules imported from there, stay with it
+        sys.path[:] = saved_path
+        for name in set(sys.modules) - saved_modules:
+            if not name.startswith(("jax", "jaxrnn", "flax", "torch", "optax", "orbax")):
+                del sys.modules[name]
 
 
 def directives() -> dict[str, list[str] | None]:

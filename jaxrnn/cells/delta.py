@@ -184,7 +184,10 @@ class DeltaNet:
         base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))
 
-    def chunk_step(self, params, carry: DeltaState, xs, *, starts, valid, initial_carry):
+    def chunk_step(
+        self, params: Any, carry: DeltaState, xs: jax.Array, *, starts: jax.Array,
+        valid: jax.Array, initial_carry: DeltaState,
+    ) -> tuple[DeltaState, jax.Array]:
         """C steps at once (the WY/UT form of the module docstring); equals C calls of
         :meth:`step`.
 

@@ -271,7 +271,10 @@ class MLSTM:
         base.check_step_input(self, params, x, carry)
         return self.recurrent_step(params, carry, self.input_projection(params, x))
 
-    def chunk_step(self, params, carry: MLSTMState, xs, *, starts, valid, initial_carry):
+    def chunk_step(
+        self, params: Any, carry: MLSTMState, xs: jax.Array, *, starts: jax.Array,
+        valid: jax.Array, initial_carry: MLSTMState,
+    ) -> tuple[MLSTMState, jax.Array]:
         """C steps at once (the chunkwise-parallel form); equals C calls of :meth:`step`.
 
         Within the chunk, with F_t the cumulative log forget gate, the memory at t is
