@@ -268,8 +268,9 @@ def grad_flow(cell, task: Task, params, batch: Batch) -> jax.Array:
         _, ys = jax.lax.scan(body, carry0, (xs, deltas))
         return head_loss_metric(task, params, jnp.swapaxes(ys, 0, 1), batch)[0]
 
-    grads = jax.grad(loss)(jnp.zeros(xs.shape[:2] + carry0.h.shape[-1:], carry0.h.dtype))
-    return jnp.mean(jnp.sqrt(jnp.sum(jnp.square(grads), axis=-1)), axis=1)
+    grads = jax.grad(loss)(jnp.zeros(xs.shape[:2] + carry0.h.shape[1:], carry0.h.dtype))
+    norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(*grads.shape[:2], -1)), axis=-1))
+    return jnp.mean(norms, axis=1)
 
 
 # ------------------------------------------------------------------------------------- training
