@@ -59,6 +59,7 @@ import numpy as np
 
 import jaxrnn
 from jaxrnn import distributed, variants
+from jaxrnn.cells.base import get_field, replace_field
 from jaxrnn.train.schedules import make_optimizer
 
 
@@ -222,7 +223,7 @@ TASKS: dict[str, Callable[[argparse.Namespace], Task]] = {
 
 def init_model(cell, task: Task, key) -> dict:
     k_cell, k_head = jax.random.split(key)
-    width = cell.output_size
+    width = jaxrnn.cells.output_size(cell, task.input_size)
     head = {"w": jax.random.normal(k_head, (task.output_size, width)) / math.sqrt(width),
             "b": jnp.zeros((task.output_size,))}
     return {"cell": cell.init(k_cell, task.input_size), "head": head}
@@ -255,22 +256,37 @@ def forward(cell, task: Task, params, batch: Batch, parallel: bool = True):
 
 
 def grad_flow(cell, task: Task, params, batch: Batch) -> jax.Array:
-    """||dLoss/dh_t|| for t = 0..T-1 (h_t: the state entering step t+1), mean over the batch."""
+    """||dLoss/dh_t|| for t = 0..T-1 (h_t: the state entering step t+1), mean over the batch.
+
+    h_t is the carry field named by the cell's ``recurrent_mask_field`` (``h`` for the built-in
+    cells), or the whole carry pytree for a cell that declares none.
+    """
     xs = jnp.swapaxes(batch.xs, 0, 1)
     carry0 = cell.initial_carry(params["cell"], (xs.shape[1],))
     step = jax.vmap(cell.step, in_axes=(None, 0, 0))
+    field = getattr(cell, "recurrent_mask_field", None)
+    probed = carry0 if field is None else get_field(carry0, field)
+
+    def perturb(carry, d):
+        if field is None:
+            return jax.tree.map(jnp.add, carry, d)
+        return replace_field(carry, field, get_field(carry, field) + d)
 
     def loss(deltas):
         def body(carry, inp):
             x, d = inp
-            return step(params["cell"], carry._replace(h=carry.h + d), x)
+            return step(params["cell"], perturb(carry, d), x)
 
         _, ys = jax.lax.scan(body, carry0, (xs, deltas))
         return head_loss_metric(task, params, jnp.swapaxes(ys, 0, 1), batch)[0]
 
-    grads = jax.grad(loss)(jnp.zeros(xs.shape[:2] + carry0.h.shape[1:], carry0.h.dtype))
-    norms = jnp.sqrt(jnp.sum(jnp.square(grads.reshape(*grads.shape[:2], -1)), axis=-1))
-    return jnp.mean(norms, axis=1)
+    zeros = jax.tree.map(lambda c: jnp.zeros((xs.shape[0], *c.shape), c.dtype), probed)
+    grads = jax.grad(loss)(zeros)
+    squares = sum(
+        jnp.sum(jnp.square(g).reshape(g.shape[0], g.shape[1], -1), axis=-1)
+        for g in jax.tree.leaves(grads)
+    )
+    return jnp.mean(jnp.sqrt(squares), axis=1)
 
 
 # ------------------------------------------------------------------------------------- training
@@ -372,8 +388,9 @@ def run_variant(name: str, hidden: int, task: Task, args, lrs: np.ndarray, log) 
     best = int(np.argmax(val) if task.higher_is_better else np.argmin(val))
     flow_trained = np.asarray(flow(jax.tree.map(lambda a: a[best], params), probe))
     wall = time.perf_counter() - start
+    width = jaxrnn.cells.output_size(cell, task.input_size)
     return RunResult(name, hidden, variants.parameter_count(cell, task.input_size)
-                     + task.output_size * (cell.output_size + 1),
+                     + task.output_size * (width + 1),
                      np.asarray(run_lrs), seeds, trials, val, curve_test[-1], curve_steps,
                      curve_loss, curve_test, flow_init, flow_trained, wall, steps)
 
@@ -383,7 +400,7 @@ def matched_hidden(name: str, task: Task, target: int) -> int:
     def count(h):
         cell = variants.make(name, h)
         return (variants.parameter_count(cell, task.input_size)
-                + task.output_size * (cell.output_size + 1))
+                + task.output_size * (jaxrnn.cells.output_size(cell, task.input_size) + 1))
 
     low, high = 1, 1
     while count(high) < target:
@@ -509,7 +526,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--task", default="adding",
                         help=f"comma-separated tasks among {', '.join(TASKS)} (default adding)")
     parser.add_argument("--variants", default="all",
-                        help="'all' or comma-separated names among: " + ", ".join(variants.names()))
+                        help="'all' or comma-separated names among: " + ", ".join(variants.names())
+                        + "; or 'module:attr' naming your own cell class or factory "
+                        "(importable from PYTHONPATH), e.g. mypkg.cells:MyCell")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per variant (default 5)")
     parser.add_argument("--out", default="ablate_out", help="output directory")
     parser.add_argument("--steps", type=int, help="training steps (default: the task's budget)")
@@ -549,9 +568,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.variants = "vanilla,nfg,mingru"
     names = variants.names() if args.variants == "all" else tuple(
         v.strip() for v in args.variants.split(",") if v.strip())
-    bad = [v for v in names if v not in variants.names()]
+    bad, why = [], []
+    for name in names:
+        try:
+            variants.load_spec(name) if variants.is_spec(name) else variants.get(name)
+        except ValueError as err:
+            bad.append(name)
+            why += [str(err)] if variants.is_spec(name) else []
     if bad or not names:
-        parser.error(f"unknown variant {bad}; valid variants: {', '.join(variants.names())}")
+        parser.error(f"unknown variant {bad}; valid variants: {', '.join(variants.names())}, "
+                     "or a 'module:attr' spec naming a cell class or factory"
+                     + "".join(f"; {w}" for w in why))
     args.variant_names = ("vanilla",) * ("vanilla" in names) + tuple(
         v for v in names if v != "vanilla")
     for flag in ("seeds", "search", "eval_every", "seq_len", "copy_delay", "bptt"):
@@ -603,7 +630,7 @@ def main(argv=None) -> dict[str, dict[str, np.ndarray]]:
         if args.equal_params:
             ref = variants.make("vanilla", hidden)
             target = (variants.parameter_count(ref, task.input_size)
-                      + task.output_size * (ref.output_size + 1))
+                      + task.output_size * (jaxrnn.cells.output_size(ref, task.input_size) + 1))
         log(f"[{task.name}] {len(args.variant_names)} variants x {args.seeds} seeds x "
             f"{len(lrs)} lr; {run_args.steps} steps, batch {run_args.batch_size}, "
             f"hidden {hidden}{' (equal parameters)' if target else ''}")

@@ -92,3 +92,116 @@ def check_tree_like(where: str, name: str, tree: Any, like: Any) -> None:
                 f"expected {fmt_shape(np.shape(want))}"
             )
         check_float(where, leaf, got)
+
+
+def check_nonnegative_int(where: str, name: str, value: Any) -> None:
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{where}: {name} must be an integer >= 0; got {value!r}")
+
+
+def check_real(where: str, name: str, value: Any, *, positive: bool = False) -> None:
+    """Raises ValueError unless ``value`` is a finite real number (> 0 with ``positive``)."""
+    number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool
+    )
+    if not number or not np.isfinite(value) or (positive and not value > 0):
+        want = "a finite number > 0" if positive else "a finite number"
+        raise ValueError(f"{where}: {name} must be {want}; got {value!r}")
+
+
+def check_probability(where: str, name: str, value: Any) -> None:
+    """Raises ValueError unless ``value`` is a number in [0, 1) (a dropout rate)."""
+    number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool
+    )
+    if not number or not 0.0 <= value < 1.0:
+        raise ValueError(f"{where}: {name} must lie in [0, 1); got {value!r}")
+
+
+def check_bool(where: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{where}: {name} must be True or False; got {value!r}")
+
+
+def check_float_dtype(where: str, name: str, value: Any, *, allow_none: bool = False) -> None:
+    """Raises TypeError unless ``value`` names a floating dtype (or is None with allow_none)."""
+    if value is None and allow_none:
+        return
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        allowed = "None or " if allow_none else ""
+        raise TypeError(
+            f"{where}: {name}={value!r}; expected {allowed}a floating dtype such as "
+            "jnp.float32 or jnp.bfloat16"
+        )
+
+
+def check_key(where: str, key: Any) -> None:
+    """Raises TypeError unless ``key`` is a PRNG key (raw ``uint32[2]`` or a typed key)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if np.ndim(key) == 0:
+            return
+    elif dtype is not None and dtype == jnp.uint32 and np.shape(key) == (2,):
+        return
+    got = f"{type(key).__name__} {key!r}" if dtype is None else (
+        f"an array of shape {tuple(np.shape(key))} and dtype {dtype}"
+    )
+    raise TypeError(
+        f"{where}: key is {got}; expected one PRNG key, jax.random.PRNGKey(seed) or "
+        "jax.random.key(seed)"
+    )
+
+
+def check_fields(
+    where: str,
+    obj: Any,
+    *,
+    positive_ints: Sequence[str] = (),
+    nonnegative_ints: Sequence[str] = (),
+    reals: Sequence[str] = (),
+    positive_reals: Sequence[str] = (),
+    probabilities: Sequence[str] = (),
+    bools: Sequence[str] = (),
+    float_dtypes: Sequence[str] = (),
+    optional_float_dtypes: Sequence[str] = (),
+) -> None:
+    """Construction-time checks of a dataclass's hyperparameters, each error naming the field."""
+    for name in positive_ints:
+        check_positive_int(where, name, getattr(obj, name))
+    for name in nonnegative_ints:
+        check_nonnegative_int(where, name, getattr(obj, name))
+    for name in reals:
+        check_real(where, name, getattr(obj, name))
+    for name in positive_reals:
+        check_real(where, name, getattr(obj, name), positive=True)
+    for name in probabilities:
+        check_probability(where, name, getattr(obj, name))
+    for name in bools:
+        check_bool(where, name, getattr(obj, name))
+    for name in float_dtypes:
+        check_float_dtype(where, name, getattr(obj, name))
+    for name in optional_float_dtypes:
+        check_float_dtype(where, name, getattr(obj, name), allow_none=True)
+
+
+def check_ids(where: str, name: str, ids: Any, size: int) -> None:
+    """Raises IndexError when concrete integer ``ids`` hold a value outside [0, size).
+
+    Traced ids (under ``jax.jit``) are not checked here; callers document what they do then.
+    """
+    if not is_concrete(ids):
+        return
+    values = np.asarray(ids)
+    if values.size == 0:
+        return
+    bad = values[(values < 0) | (values >= size)]
+    if bad.size:
+        raise IndexError(
+            f"{where}: {name} holds {bad.size} id(s) outside [0, {size}), e.g. {int(bad[0])} "
+            f"(min {int(values.min())}, max {int(values.max())}); ids must lie in [0, V) with "
+            f"V = {size}"
+        )

@@ -287,7 +287,15 @@ def fused_scan(cell, params, xs, carry, valid=None, h_mask=None, unroll: int = 1
     ``valid`` is bool [T, B] (False on padding steps) or None; ``h_mask`` [B, H] or None;
     ``unroll`` is ``jax.lax.scan``'s, for the forward and the backward loop.
     Returns ``(ys [T, B, H], final_carry)``.
+
+    Inputs of another float dtype than the parameters' are cast to it, as the per-step cells'
+    type promotion does; the carry must have the dtype of ``cell.initial_carry(params)``
+    (:func:`jaxrnn.scan` checks it). Padding steps (``valid`` False) have their inputs replaced
+    by zeros with a select, so NaN or Inf there never reach the weight gradients.
     """
+    xs = jnp.asarray(xs).astype(params["w_ih"].dtype)
+    if valid is not None:
+        xs = jnp.where(valid[..., None], xs, jnp.zeros((), xs.dtype))
     if type(cell) is LSTM:
         ys, h, c = _lstm_fn(float(cell.forget_bias), int(unroll), cell.compute_dtype)(
             params["w_ih"], params["w_hh"], _bias(params, cell), xs, carry.h, carry.c,

@@ -16,7 +16,18 @@ RNN's output size.
 U(-0.1, 0.1) for the embedding and the softmax.
 
 Parameters: ``{"embedding": [V, E], "rnn": StackedRNN params, "softmax_w": [V, H_out]
-(absent when tied), "softmax_b": [V]}``.
+(absent when tied), "softmax_b": [V]}``; params of another vocabulary or embedding size are
+rejected with a message.
+
+Token ids outside [0, V) (inputs and targets): concrete ids raise an ``IndexError`` naming the
+argument, the first bad id and V. Under ``jax.jit`` their values are unknown; by default
+(``id_checks="nan"``) an out-of-range input id embeds as NaN and an out-of-range target's NLL is
+NaN, so the logits and the loss of that sequence become NaN (a training loop's non-finite-loss
+check then stops the run) rather than silently using another token's row. With
+``id_checks="checkify"`` every call also makes a ``jax.experimental.checkify`` check of the ids,
+before the recurrent scan (a check inside a scan body would be dropped under ``jax.grad``); wrap
+the function with ``checkify.checkify`` (e.g. ``checkify.checkify(jax.grad(loss))``) to get the
+error as a value, whose ``.get()`` names the bad id.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
 from jaxrnn import _checks
 from jaxrnn.cells.initializers import Uniform
@@ -47,6 +59,8 @@ class LanguageModel:
       dropout: dropout rate on the embedding output and before the softmax.
       tie_weights: share the embedding matrix with the softmax weights.
       init_scale: uniform initialisation range for every parameter (None: see module docs).
+      id_checks: what out-of-range token ids do under ``jax.jit``: "nan" (NaN embeddings and
+        NLLs) or "checkify" (also ``checkify.check`` calls; see the module docstring).
     """
 
     vocab_size: int
@@ -55,8 +69,24 @@ class LanguageModel:
     dropout: float = 0.0
     tie_weights: bool = False
     init_scale: float | None = None
+    id_checks: str = "nan"
 
     def __post_init__(self):
+        where = "LanguageModel"
+        _checks.check_fields(
+            where, self, positive_ints=("vocab_size", "embed_size"), probabilities=("dropout",),
+            bools=("tie_weights",),
+        )
+        if not isinstance(self.rnn, StackedRNN):
+            raise TypeError(
+                f"{where}: rnn is {type(self.rnn).__name__}; expected a jaxrnn.StackedRNN"
+            )
+        if self.init_scale is not None:
+            _checks.check_real(where, "init_scale", self.init_scale, positive=True)
+        if self.id_checks not in ("nan", "checkify"):
+            raise ValueError(
+                f"{where}: id_checks={self.id_checks!r}; expected 'nan' or 'checkify'"
+            )
         if self.tie_weights and self.embed_size != self.rnn.output_size:
             raise ValueError(
                 f"LanguageModel: tie_weights needs embed_size == rnn.output_size; got "
@@ -64,6 +94,7 @@ class LanguageModel:
             )
 
     def init(self, key: jax.Array) -> dict[str, Any]:
+        _checks.check_key("LanguageModel.init", key)
         k_emb, k_rnn, k_w, k_b = jax.random.split(key, 4)
         scale = 0.1 if self.init_scale is None else self.init_scale
         uniform = Uniform(scale)
@@ -83,7 +114,51 @@ class LanguageModel:
         return params
 
     def initial_state(self, params, batch_size: int) -> State:
+        self._check_params("LanguageModel.initial_state", params)
         return self.rnn.initial_state(params["rnn"], batch_size)
+
+    def _check_params(self, where: str, params: Any) -> None:
+        """Raises unless ``params`` has this model's keys and vocabulary/embedding shapes."""
+        want = {"embedding", "rnn", "softmax_b"} | (set() if self.tie_weights else {"softmax_w"})
+        if not isinstance(params, dict) or set(params) != want:
+            got = sorted(params) if isinstance(params, dict) else type(params).__name__
+            raise ValueError(
+                f"{where}: params has keys {got}; expected {sorted(want)} (from "
+                f"LanguageModel.init{', tie_weights=True' if self.tie_weights else ''})"
+            )
+        v, e = self.vocab_size, self.embed_size
+        shapes = {"embedding": ((v, e), "(vocab_size, embed_size)"),
+                  "softmax_b": ((v,), "(vocab_size,)")}
+        if not self.tie_weights:
+            shapes["softmax_w"] = ((v, self.rnn.output_size), "(vocab_size, rnn.output_size)")
+        for name, (shape, meaning) in shapes.items():
+            got = tuple(np.shape(params[name]))
+            if got != shape:
+                raise ValueError(
+                    f"{where}: params[{name!r}] has shape {got}; expected {shape} = {meaning} "
+                    f"for vocab_size={v} (params of another vocabulary or model size?)"
+                )
+
+    def _ids(self, where: str, name: str, ids: jax.Array) -> jax.Array:
+        """Checks ids (concrete: an IndexError; checkify mode: a check); returns the mask of the
+        ids in [0, V)."""
+        v = self.vocab_size
+        _checks.check_ids(where, name, ids, v)
+        inside = (ids >= 0) & (ids < v)
+        if self.id_checks == "checkify" and np.size(ids):
+            first = jnp.argmin(inside.reshape(-1))
+            checkify.check(
+                jnp.all(inside), f"{where}: {name} holds an id outside [0, {v}): {{bad}}",
+                bad=ids.reshape(-1)[first],
+            )
+        return inside
+
+    def embed(self, params, tokens: jax.Array, *, where: str = "LanguageModel",
+              name: str = "tokens") -> jax.Array:
+        """Embedding rows of ``tokens`` (any shape); an id outside [0, V) embeds as NaN."""
+        inside = self._ids(where, name, tokens)
+        rows = params["embedding"][jnp.clip(tokens, 0, self.vocab_size - 1)]
+        return jnp.where(inside[..., None], rows, jnp.nan)
 
     def apply(
         self,
@@ -118,8 +193,9 @@ class LanguageModel:
             raise ValueError(f"{where}: tokens has shape {np.shape(tokens)}; expected [B, T]")
         if train and self.dropout > 0 and key is None:
             raise ValueError(f"{where}: train=True with dropout needs a PRNG key; got key=None")
+        self._check_params(where, params)
         k_in, k_rnn, k_out = jax.random.split(key, 3) if key is not None else (None,) * 3
-        x = params["embedding"][tokens]
+        x = self.embed(params, tokens, where=where)
         if train:
             x = dropout(k_in, self.dropout, x)
         h, state = self.rnn.apply(params["rnn"], x, state, key=k_rnn, train=train)
@@ -129,8 +205,11 @@ class LanguageModel:
 
     def step(self, params, state: State, token: jax.Array) -> tuple[State, jax.Array]:
         """One token per sequence (int [B]) -> (state, logits [B, V]); for sampling."""
-        _checks.check_int_array("LanguageModel.step", "token", token, (None,))
-        state, h = self.rnn.step(params["rnn"], state, params["embedding"][token])
+        where = "LanguageModel.step"
+        _checks.check_int_array(where, "token", token, (None,))
+        self._check_params(where, params)
+        x = self.embed(params, token, where=where, name="token")
+        state, h = self.rnn.step(params["rnn"], state, x)
         w = params["embedding"] if self.tie_weights else params["softmax_w"]
         return state, h @ w.T + params["softmax_b"][None, :]
 
@@ -147,6 +226,7 @@ class LanguageModel:
         matmuls in the recurrent cell's ``compute_dtype`` (float32 unless the cell sets one).
         """
         _checks.check_int_array("LanguageModel.loss", "targets", targets, np.shape(tokens))
+        self._ids("LanguageModel.loss", "targets", targets)  # before the scan (see module doc)
         h, state = self.features(params, tokens, state, key=key, train=train)
         w = params["embedding"] if self.tie_weights else params["softmax_w"]
         dtype = getattr(self.rnn.cell, "compute_dtype", None)

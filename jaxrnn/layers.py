@@ -38,13 +38,14 @@ import numpy as np
 from jaxrnn import _checks
 from jaxrnn.cells import base
 from jaxrnn.cells.base import Cell, check_carry
-from jaxrnn.recurrence import Strategy, check_remat, scan
+from jaxrnn.recurrence import STRATEGIES, Strategy, check_remat, scan
 
 
 class LayerState(NamedTuple):
     """The final carry of one unidirectional layer."""
 
     fwd: Any
+    saved_as_tuple = True  # checkpoints of jaxrnn 0.1.0 hold (fwd,): they still restore
 
 
 class BidirectionalLayerState(NamedTuple):
@@ -52,6 +53,7 @@ class BidirectionalLayerState(NamedTuple):
 
     fwd: Any
     bwd: Any
+    saved_as_tuple = True  # checkpoints of jaxrnn 0.1.0 hold (fwd, bwd): they still restore
 
 
 class StackState(tuple):
@@ -122,6 +124,14 @@ class StackedRNN:
     def __post_init__(self):
         _checks.check_positive_int("StackedRNN", "num_layers", self.num_layers)
         check_remat("StackedRNN", self.remat)
+        _checks.check_fields(
+            "StackedRNN", self, positive_ints=("unroll",),
+            bools=("bidirectional", "residual", "locked_dropout", "learn_initial_state"),
+        )
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"StackedRNN: strategy={self.strategy!r}; expected one of {', '.join(STRATEGIES)}"
+            )
         for name in ("dropout", "recurrent_dropout"):
             rate = getattr(self, name)
             if not 0.0 <= rate < 1.0:
@@ -163,6 +173,7 @@ class StackedRNN:
         return BidirectionalLayerState(*carries) if self.bidirectional else LayerState(*carries)
 
     def init(self, key: jax.Array, input_size: int) -> dict[str, Any]:
+        _checks.check_key("StackedRNN.init", key)
         _checks.check_positive_int("StackedRNN.init", "input_size", input_size)
         base.check_cell("StackedRNN.init", self.cell)
         layers = []

@@ -25,6 +25,7 @@ available through the custom VJP; use :func:`token_cross_entropy` on logits for 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,10 +37,22 @@ from jaxrnn._matmul import mm, mm_tn
 __all__ = ["linear_cross_entropy", "token_cross_entropy"]
 
 
+def _outside_is_nan(nll: jax.Array, targets: jax.Array, vocab: int) -> jax.Array:
+    """NaN wherever a target id lies outside [0, V) (traced ids, which cannot raise)."""
+    inside = (targets >= 0) & (targets < vocab)
+    return jnp.where(inside, nll, jnp.nan)
+
+
 def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """-log softmax(logits)[target] per position, in float32. logits [..., V], targets [...]."""
+    """-log softmax(logits)[target] per position, in float32. logits [..., V], targets [...].
+
+    Concrete targets outside [0, V) raise an IndexError; under ``jax.jit`` their NLL is NaN.
+    """
+    vocab = np.shape(logits)[-1]
+    _checks.check_ids("token_cross_entropy", "targets", targets, vocab)
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    return -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    picked = jnp.take_along_axis(logp, jnp.clip(targets, 0, vocab - 1)[..., None], axis=-1)
+    return _outside_is_nan(-picked[..., 0], targets, vocab)
 
 
 def _forward(dtype, h, w, b, targets):
@@ -76,7 +89,8 @@ _linear_ce.defvjp(_forward, _backward)
 
 
 def linear_cross_entropy(
-    h: jax.Array, w: jax.Array, b: jax.Array | None, targets: jax.Array, compute_dtype=None
+    h: jax.Array, w: jax.Array, b: jax.Array | None, targets: jax.Array,
+    compute_dtype: Any = None,
 ) -> jax.Array:
     """Per-position ``-log softmax(h W^T + b)[target]``, in float32, with a fused backward pass.
 
@@ -87,7 +101,8 @@ def linear_cross_entropy(
       h: float features [..., H].
       w: float output weights [V, H] (for tied embeddings, the embedding matrix).
       b: float bias [V], or None for none.
-      targets: int target ids with h's leading shape, each in [0, V).
+      targets: int target ids with h's leading shape, each in [0, V). Concrete ids outside
+        that range raise an IndexError naming the first; under ``jax.jit`` their NLL is NaN.
       compute_dtype: None (float32 matmuls), or e.g. ``jnp.bfloat16``: the three matmuls
         (logits, dh, dW) take operands cast to it and accumulate in float32; the softmax,
         the log-normaliser and the NLL stay float32 (the cells' ``compute_dtype`` contract).
@@ -110,7 +125,9 @@ def linear_cross_entropy(
     if b.dtype != w.dtype:
         raise TypeError(f"{where}: b has dtype {b.dtype}; expected w's dtype {w.dtype}")
     _checks.check_int_array(where, "targets", targets, np.shape(h)[:-1])
+    _checks.check_ids(where, "targets", targets, vocab)
+    ids = jnp.reshape(targets, (-1,))
     flat = _linear_ce(
-        compute_dtype, jnp.reshape(h, (-1, np.shape(h)[-1])), w, b, jnp.reshape(targets, (-1,))
+        compute_dtype, jnp.reshape(h, (-1, np.shape(h)[-1])), w, b, jnp.clip(ids, 0, vocab - 1)
     )
-    return jnp.reshape(flat, np.shape(targets))
+    return jnp.reshape(_outside_is_nan(flat, ids, vocab), np.shape(targets))

@@ -16,8 +16,10 @@ operator works on logarithms, ``(A1 + A2, logaddexp(A2 + B1, B2))``, and
 ``s_t = exp(A_t) * s_init + exp(B_t)``: b_t > 0 is never multiplied in linear space.
 
 Lengths: steps past a sequence's length do not enter the final carry (taken at step L - 1, or
-the initial carry for L = 0) and their outputs are zero. ``reverse`` processes the valid part
-backwards, as :func:`jaxrnn.scan` does.
+the initial carry for L = 0) and their outputs are zero; padded inputs are replaced by zeros
+first (a select), so NaN or Inf there reach neither the outputs nor the gradients. Under
+``jax.jit`` lengths beyond T act as T and negative ones as 0. ``reverse`` processes the valid part
+backwards, as :func:`jaxrnn.scan` does. T = 0 returns the initial carry and empty outputs.
 
 A cell qualifies when it has, for one example: ``input_projection(params, x) -> xp``,
 ``coefficients(params, xp) -> (a, b)`` (``log_coefficients`` for ``log_space`` cells),
@@ -32,7 +34,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.recurrence import check_scan_inputs, reverse_index
+from jaxrnn.recurrence import (
+    check_carry_dtypes,
+    check_scan_inputs,
+    clamp_lengths,
+    reverse_index,
+    zero_padding,
+)
 
 _REQUIRED = ("input_projection", "coefficients", "carry_to_state", "state_to_carry", "readout")
 
@@ -98,8 +106,8 @@ def _scan_one(cell, params, xs, carry0, length, resets, *, reverse):
 
 
 def associative_scan(
-    cell,
-    params,
+    cell: Any,
+    params: Any,
     xs: jax.Array,
     carry: Any = None,
     *,
@@ -131,9 +139,21 @@ def associative_scan(
             f"{', '.join(missing)}); use jaxrnn.scan, or a cell such as jaxrnn.MinGRU, "
             "MinLSTM, LRU or RGLRU"
         )
-    carry, resets, _, _ = check_scan_inputs(
+    carry, resets, batch, steps = check_scan_inputs(
         where, cell, params, xs, carry, lengths, resets, time_major
     )
+    check_carry_dtypes(where, cell, params, carry, batch)
+    if steps == 0:  # nothing to scan: the initial carry and no outputs
+        out = jax.eval_shape(
+            lambda x, c: _scan_one(cell, params, x, c, None, None, reverse=False),
+            jax.ShapeDtypeStruct((1, xs.shape[-1]), xs.dtype),
+            jax.tree.map(lambda c: jax.ShapeDtypeStruct(c.shape[1:], c.dtype), carry),
+        )[1]
+        shape = (0, batch) if time_major else (batch, 0)
+        return jnp.zeros((*shape, *out.shape[1:]), out.dtype), carry
+    if lengths is not None:
+        lengths = clamp_lengths(lengths, steps)
+        xs = zero_padding(xs, lengths, time_major)
     if time_major:
         xs = jnp.swapaxes(xs, 0, 1)
 

@@ -6,7 +6,11 @@ it knows nothing about LSTMs or GRUs. Semantics, for each sequence b of the batc
 - ``lengths[b] = L``: steps ``t >= L`` are padding. Their outputs are exactly zero and they do not
   change the carry, so the final carry is the one after step ``L - 1`` (``L = 0`` returns the
   initial carry). This is what PyTorch's ``pack_padded_sequence`` followed by
-  ``pad_packed_sequence(total_length=T)`` gives.
+  ``pad_packed_sequence(total_length=T)`` gives. The values in the padding never matter: NaN
+  or Inf there leave the outputs exact and the gradients finite (padded inputs are replaced by
+  zeros with a select before any computation). Concrete lengths outside [0, T] are an error;
+  under ``jax.jit``, where their values are unknown, lengths beyond T act as T and negative
+  ones as 0, on every strategy.
 - ``reverse=True``: the valid part ``x_0 .. x_{L-1}`` is processed from ``x_{L-1}`` down to
   ``x_0`` and the output for ``x_t`` is written at position ``t``; padding stays at the end.
 - ``resets[b, t] = True``: ``x_t`` starts a new segment (an episode or a document packed into one
@@ -51,6 +55,7 @@ kept for all T steps either.
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal
 
 import jax
@@ -62,6 +67,7 @@ from jaxrnn.cells import base
 from jaxrnn.cells.base import check_carry
 
 Strategy = Literal["auto", "in_loop", "hoisted", "fused", "cudnn"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 
 
 # On a CPU, "auto" fuses a float32 cell only while the batch is at most this large (by cell
@@ -150,6 +156,41 @@ def check_lengths(where: str, lengths: Any, batch: int, steps: int) -> None:
             raise ValueError(
                 f"{where}: lengths must lie in [0, T] = [0, {steps}]; "
                 f"got values in [{values.min()}, {values.max()}]"
+            )
+
+
+def clamp_lengths(lengths: jax.Array, steps: int) -> jax.Array:
+    """``lengths`` clipped to [0, T]: under ``jax.jit`` (values unknown when checked) lengths
+    beyond T act as T and negative ones as 0, on every driver and strategy."""
+    return jnp.clip(jnp.asarray(lengths), 0, steps)
+
+
+def zero_padding(xs: jax.Array, lengths: jax.Array, time_major: bool = False) -> jax.Array:
+    """``xs`` with every step at or past its sequence's length replaced by zeros.
+
+    A select, not a multiplication by a mask: padding holding NaN or Inf then never reaches the
+    outputs or the gradients (a padded step's value is discarded by the driver, but its
+    derivatives would still be evaluated at the padded input, and 0 * NaN is NaN).
+    """
+    steps = xs.shape[0 if time_major else 1]
+    valid = jnp.arange(steps)[None, :] < lengths[:, None]  # [B, T]
+    if time_major:
+        valid = valid.T
+    return jnp.where(valid[..., None], xs, jnp.zeros((), xs.dtype))
+
+
+def check_carry_dtypes(where: str, cell: Any, params: Any, carry: Any, batch: int) -> None:
+    """Raises TypeError unless every leaf of ``carry`` has the dtype of the cell's own initial
+    carry: every strategy then computes in the same dtypes (none casts a carry silently)."""
+    like = jax.eval_shape(lambda p: cell.initial_carry(p, (batch,)), params)
+    for (path, got), want in zip(
+        jax.tree_util.tree_leaves_with_path(carry), jax.tree.leaves(like), strict=True
+    ):
+        if jnp.dtype(got.dtype) != jnp.dtype(want.dtype):
+            raise TypeError(
+                f"{where}: carry{jax.tree_util.keystr(path)} has dtype {got.dtype}; expected "
+                f"{want.dtype}, the dtype of cell.initial_carry(params) (cast the carry with "
+                f".astype({want.dtype}), or initialise the cell with another param_dtype)"
             )
 
 
@@ -288,8 +329,8 @@ def _remat_scan(body, project, carry, seq, chunk, unroll):
 
 
 def scan(
-    cell,
-    params,
+    cell: Any,
+    params: Any,
     xs: jax.Array,
     carry: Any = None,
     *,
@@ -345,6 +386,10 @@ def scan(
                               time_major=time_major)
     if chosen == "cudnn" and h_mask is not None:
         chosen = "fused"  # cuDNN has no per-sequence mask on h_{t-1}
+    check_carry_dtypes(where, cell, params, carry, batch)
+    if lengths is not None:
+        lengths = clamp_lengths(lengths, xs.shape[0 if time_major else 1])
+        xs = zero_padding(xs, lengths, time_major)
     if chosen == "cudnn":
         return _scan_whole_batch(
             lambda x: cudnn.cudnn_scan(cell, params, x, carry, lengths),

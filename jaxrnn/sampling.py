@@ -162,7 +162,9 @@ def generate(
         prompt: int ``[B, P]`` with ``P >= 1`` (e.g. a start token, or encoded text).
         num_tokens: tokens to generate after the prompt (>= 1).
         key: PRNG key (unused when ``temperature=0``).
-        temperature, top_k, top_p: see :func:`filter_logits`.
+        temperature: see :func:`filter_logits`.
+        top_k: see :func:`filter_logits`.
+        top_p: see :func:`filter_logits`.
 
     Returns:
         ``(tokens int32 [B, num_tokens], final state)``.

@@ -318,7 +318,7 @@ def describe(name: str) -> str:
     return f"{v.name}: {v.description} [{v.citation}]"
 
 
-def make(name: str, hidden_size: int, **options: Any):
+def make(name: str, hidden_size: int, **options: Any) -> Any:
     """Builds the cell of variant ``name``.
 
     Args:

@@ -5,6 +5,7 @@ import importlib.util
 import pathlib
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -77,3 +78,19 @@ def test_smoke_run_writes_every_output(ablate, tmp_path, capsys):
     assert "Welch" in table
     out = capsys.readouterr().out
     assert "step    10/20" in out  # progress while it runs
+
+
+def test_user_cells_by_module_attr_spec(ablate, capsys):
+    """A user's cell (tests/user_cells.py, only init/initial_carry/step, a dict carry) is
+    accepted as a "module:attr" spec; an unimportable spec names itself."""
+    args = ablate.parse_args(["--variants", "vanilla,user_cells:TanhRNN", "--smoke"])
+    assert args.variant_names == ("vanilla", "user_cells:TanhRNN")
+    cell = variants.make("user_cells:TanhRNN", 4)
+    task = ablate.TASKS["adding"](args)
+    params = ablate.init_model(cell, task, jax.random.PRNGKey(0))
+    batch = task.sample(jax.random.PRNGKey(1), 2)
+    flow = ablate.grad_flow(cell, task, params, batch)
+    assert flow.shape == (batch.xs.shape[1],) and bool(np.all(np.isfinite(flow)))
+    with pytest.raises(SystemExit):
+        ablate.parse_args(["--variants", "no_such_module:Cell"])
+    assert "cannot import module 'no_such_module'" in capsys.readouterr().err

@@ -54,6 +54,11 @@ class Elman:
             raise ValueError(
                 f"Elman: nonlinearity={self.nonlinearity!r}; expected 'tanh' or 'relu'"
             )
+        _checks.check_fields(
+            "Elman", self, positive_ints=("hidden_size",), bools=("use_bias",),
+            float_dtypes=("param_dtype",), optional_float_dtypes=("compute_dtype",),
+        )
+        resolve(self.initializer)
 
     @property
     def output_size(self) -> int:
@@ -67,6 +72,7 @@ class Elman:
         return layout
 
     def init(self, key: jax.Array, input_size: int) -> base.Params:
+        _checks.check_key("Elman.init", key)
         _checks.check_positive_int("Elman.init", "input_size", input_size)
         _checks.check_positive_int("Elman.init", "hidden_size", self.hidden_size)
         return base.init_linear_params(

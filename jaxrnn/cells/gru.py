@@ -59,6 +59,13 @@ class GRU:
     def output_size(self) -> int:
         return self.hidden_size
 
+    def __post_init__(self):
+        _checks.check_fields(
+            "GRU", self, positive_ints=("hidden_size",), bools=("reset_after", "use_bias"),
+            float_dtypes=("param_dtype",), optional_float_dtypes=("compute_dtype",),
+        )
+        resolve(self.initializer)
+
     def param_layout(self, input_size: int) -> dict[str, tuple[str, tuple[int, ...]]]:
         g, h = 3 * self.hidden_size, self.hidden_size
         layout = {"w_ih": ("input", (g, input_size)), "w_hh": ("recurrent", (g, h))}
@@ -67,6 +74,7 @@ class GRU:
         return layout
 
     def init(self, key: jax.Array, input_size: int) -> base.Params:
+        _checks.check_key("GRU.init", key)
         _checks.check_positive_int("GRU.init", "input_size", input_size)
         _checks.check_positive_int("GRU.init", "hidden_size", self.hidden_size)
         return base.init_linear_params(

@@ -26,6 +26,8 @@ from typing import Literal, Protocol
 import jax
 import jax.numpy as jnp
 
+from jaxrnn import _checks
+
 Role = Literal["input", "recurrent", "bias", "projection"]
 
 
@@ -50,6 +52,9 @@ class Uniform:
 
     scale: float = 0.1
 
+    def __post_init__(self):
+        _checks.check_real("Uniform", "scale", self.scale, positive=True)
+
     def __call__(self, key, role, shape, hidden_size, dtype):
         return jax.random.uniform(key, shape, dtype, -self.scale, self.scale)
 
@@ -59,6 +64,9 @@ class Orthogonal:
     """Orthogonal recurrent blocks (one per gate), Glorot-uniform inputs, zero biases."""
 
     gain: float = 1.0
+
+    def __post_init__(self):
+        _checks.check_real("Orthogonal", "gain", self.gain, positive=True)
 
     def __call__(self, key, role, shape, hidden_size, dtype):
         if role == "bias":

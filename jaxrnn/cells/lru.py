@@ -99,6 +99,12 @@ class LRU:
         return base.input_size_of(params)
 
     def __post_init__(self):
+        _checks.check_fields(
+            "LRU", self, positive_ints=("hidden_size",), reals=("r_min", "r_max"),
+            positive_reals=("max_phase",), float_dtypes=("param_dtype",),
+        )
+        if self.state_size is not None:
+            _checks.check_positive_int("LRU", "state_size", self.state_size)
         if not 0.0 <= self.r_min < self.r_max <= 1.0:
             raise ValueError(
                 f"LRU: need 0 <= r_min < r_max <= 1; got r_min={self.r_min}, r_max={self.r_max}"
@@ -113,6 +119,7 @@ class LRU:
         return self.state_size or self.hidden_size
 
     def init(self, key: jax.Array, input_size: int) -> base.Params:
+        _checks.check_key("LRU.init", key)
         _checks.check_positive_int("LRU.init", "input_size", input_size)
         _checks.check_positive_int("LRU.init", "hidden_size", self.hidden_size)
         _checks.check_positive_int("LRU.init", "state_size", self.num_states)
@@ -200,11 +207,24 @@ class RGLRU:
     def output_size(self) -> int:
         return self.hidden_size
 
+    def __post_init__(self):
+        _checks.check_fields(
+            "RGLRU", self, positive_ints=("hidden_size",), positive_reals=("c",),
+            reals=("a_min", "a_max"), float_dtypes=("param_dtype",),
+            optional_float_dtypes=("compute_dtype",),
+        )
+        if not 0.0 < self.a_min < self.a_max < 1.0:
+            raise ValueError(
+                f"RGLRU: need 0 < a_min < a_max < 1; got a_min={self.a_min}, a_max={self.a_max}"
+            )
+        resolve(self.initializer)
+
     def param_layout(self, input_size: int) -> dict[str, tuple[str, tuple[int, ...]]]:
         g = 3 * self.hidden_size
         return {"w_ih": ("input", (g, input_size)), "b_ih": ("bias", (g,))}
 
     def init(self, key: jax.Array, input_size: int) -> base.Params:
+        _checks.check_key("RGLRU.init", key)
         _checks.check_positive_int("RGLRU.init", "input_size", input_size)
         _checks.check_positive_int("RGLRU.init", "hidden_size", self.hidden_size)
         k_dense, k_a = jax.random.split(key)

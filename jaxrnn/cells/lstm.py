@@ -80,6 +80,14 @@ class LSTM:
     def output_size(self) -> int:
         return self.proj_size or self.hidden_size
 
+    def __post_init__(self):
+        _checks.check_fields(
+            type(self).__name__, self, positive_ints=("hidden_size",),
+            nonnegative_ints=("proj_size",), reals=("forget_bias",), bools=("use_bias",),
+            float_dtypes=("param_dtype",), optional_float_dtypes=("compute_dtype",),
+        )
+        resolve(self.initializer)
+
     def param_layout(self, input_size: int) -> dict[str, tuple[str, tuple[int, ...]]]:
         """``{name: (role, shape)}`` for every parameter."""
         g, h, r = self.num_gates * self.hidden_size, self.hidden_size, self.output_size
@@ -91,6 +99,7 @@ class LSTM:
         return layout
 
     def init(self, key: jax.Array, input_size: int) -> base.Params:
+        _checks.check_key("LSTM.init", key)
         _checks.check_positive_int("LSTM.init", "input_size", input_size)
         _checks.check_positive_int("LSTM.init", "hidden_size", self.hidden_size)
         return base.init_linear_params(

@@ -100,6 +100,12 @@ class LSTMFamily(LSTM):
     ln_eps: float = 1e-5
 
     def __post_init__(self):
+        super().__post_init__()
+        _checks.check_fields(
+            type(self).__name__, self, positive_reals=("ln_eps",),
+            bools=("peepholes", "input_gate", "forget_gate", "output_gate", "input_activation",
+                   "output_activation", "coupled", "full_gate_recurrence", "layer_norm"),
+        )
         if self.coupled and not (self.input_gate and self.forget_gate):
             raise ValueError(
                 "LSTMFamily: coupled=True (CIFG, f = 1 - i) needs input_gate=True and "
@@ -146,6 +152,7 @@ class LSTMFamily(LSTM):
 
     def init(self, key: jax.Array, input_size: int) -> base.Params:
         where = f"{type(self).__name__}.init"
+        _checks.check_key(where, key)
         _checks.check_positive_int(where, "input_size", input_size)
         _checks.check_positive_int(where, "hidden_size", self.hidden_size)
         params = base.init_linear_params(

@@ -52,6 +52,13 @@ class MGU:
     def output_size(self) -> int:
         return self.hidden_size
 
+    def __post_init__(self):
+        _checks.check_fields(
+            "MGU", self, positive_ints=("hidden_size",), bools=("use_bias",),
+            float_dtypes=("param_dtype",), optional_float_dtypes=("compute_dtype",),
+        )
+        resolve(self.initializer)
+
     def param_layout(self, input_size: int) -> dict[str, tuple[str, tuple[int, ...]]]:
         g, h = 2 * self.hidden_size, self.hidden_size
         layout = {"w_ih": ("input", (g, input_size)), "w_hh": ("recurrent", (g, h))}
@@ -60,6 +67,7 @@ class MGU:
         return layout
 
     def init(self, key: jax.Array, input_size: int) -> base.Params:
+        _checks.check_key("MGU.init", key)
         _checks.check_positive_int("MGU.init", "input_size", input_size)
         _checks.check_positive_int("MGU.init", "hidden_size", self.hidden_size)
         return base.init_linear_params(

@@ -99,12 +99,20 @@ class _Minimal:
     def output_size(self) -> int:
         return self.hidden_size
 
+    def __post_init__(self):
+        _checks.check_fields(
+            type(self).__name__, self, positive_ints=("hidden_size",), bools=("log_space",),
+            float_dtypes=("param_dtype",), optional_float_dtypes=("compute_dtype",),
+        )
+        resolve(self.initializer)
+
     def param_layout(self, input_size: int) -> dict[str, tuple[str, tuple[int, ...]]]:
         g = self.num_gates * self.hidden_size
         return {"w_ih": ("input", (g, input_size)), "b_ih": ("bias", (g,))}
 
     def init(self, key: jax.Array, input_size: int) -> base.Params:
         where = f"{type(self).__name__}.init"
+        _checks.check_key(where, key)
         _checks.check_positive_int(where, "input_size", input_size)
         _checks.check_positive_int(where, "hidden_size", self.hidden_size)
         return base.init_linear_params(

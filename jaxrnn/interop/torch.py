@@ -71,6 +71,11 @@ class TorchLikeRNN:
     batch_first: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.rnn, StackedRNN):
+            raise TypeError(
+                f"TorchLikeRNN: rnn is {type(self.rnn).__name__}; expected a jaxrnn.StackedRNN"
+            )
+        _checks.check_bool("TorchLikeRNN", "batch_first", self.batch_first)
         mode = self.mode  # raises for a cell PyTorch has no module for
         rnn = self.rnn
         cell = rnn.cell
@@ -158,6 +163,13 @@ class TorchLikeRNN:
           ``(output, h_n)`` or, for an LSTM, ``(output, (h_n, c_n))``, in PyTorch's layouts.
         """
         where = "TorchLikeRNN.apply"
+        for name, value in (("x", x), ("initial_state", initial_state), ("lengths", lengths)):
+            if any(isinstance(leaf, torch.Tensor) for leaf in jax.tree.leaves(value)):
+                raise TypeError(
+                    f"{where}: {name} holds a torch.Tensor; expected JAX or NumPy arrays. "
+                    f"Convert with jnp.asarray(t.detach().cpu().numpy()) (gradients do not flow "
+                    "back into torch; to run the PyTorch module itself, use to_torch)"
+                )
         _checks.check_float(where, "x", x)
         input_size = int(params["layers"][0]["fwd"]["w_ih"].shape[-1])
         rank = np.ndim(x)

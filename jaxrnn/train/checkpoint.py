@@ -54,6 +54,16 @@ def _abstract(tree: PyTree) -> PyTree:
     return jax.tree.map(leaf, tree)
 
 
+def _legacy_layout(tree: PyTree) -> PyTree:
+    """``tree`` with the NamedTuples marked ``saved_as_tuple`` (StackedRNN's per-layer states)
+    as the bare tuples that checkpoints written by jaxrnn 0.1.0 hold."""
+
+    def marked(x: Any) -> bool:
+        return getattr(type(x), "saved_as_tuple", False)
+
+    return jax.tree.map(lambda x: tuple(x) if marked(x) else x, tree, is_leaf=marked)
+
+
 class Checkpointer:
     """A thin synchronous wrapper over ``orbax.checkpoint.CheckpointManager``.
 
@@ -175,7 +185,16 @@ class Checkpointer:
                 f"saved steps: {self.all_steps()}"
             )
         abstract = _abstract(like)
-        self._check_matches(step, abstract)
+        try:
+            self._check_matches(step, abstract)
+        except ValueError:
+            legacy = _legacy_layout(abstract)
+            if jax.tree.structure(legacy) == jax.tree.structure(abstract):
+                raise
+            self._check_matches(step, legacy)  # an older layout of the same arrays
+            state, metadata = self.restore(step, like=legacy)
+            leaves = jax.tree.leaves(state)
+            return jax.tree.unflatten(jax.tree.structure(abstract), leaves), metadata
         try:
             restored = self._manager.restore(
                 int(step),
