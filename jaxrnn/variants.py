@@ -3,7 +3,8 @@
 A variant is a name and a factory ``factory(hidden_size, **options) -> cell``. The built-in ones
 are one-line configurations of a cell class (:func:`configure`); the equations are in the
 docstring of each class (:mod:`jaxrnn.cells.lstm_family`, :mod:`jaxrnn.cells.gru`,
-:mod:`jaxrnn.cells.mgu`, :mod:`jaxrnn.cells.minimal`, :mod:`jaxrnn.cells.lru`)::
+:mod:`jaxrnn.cells.mgu`, :mod:`jaxrnn.cells.minimal`, :mod:`jaxrnn.cells.lru`,
+:mod:`jaxrnn.cells.mamba`, :mod:`jaxrnn.cells.xlstm`, :mod:`jaxrnn.cells.delta`)::
 
     >>> import jaxrnn.variants as variants
     >>> variants.names()[:3]
@@ -20,8 +21,11 @@ Your own cell joins the same space, and then every experiment that takes variant
     variants.make("mypkg.cells:MyCell", 64)        # or a "module:attr" spec, imported on demand
 
 Groups: Greff et al. (2017)'s vanilla LSTM and its eight variants, the forget-bias and
-layer-norm LSTMs, the GRU family (both reset conventions, MGU) and the linear recurrences
-(minGRU, minLSTM, LRU, RG-LRU), which also run through :func:`jaxrnn.parallel.associative_scan`.
+layer-norm LSTMs, the GRU family (both reset conventions, MGU), the linear recurrences
+(minGRU, minLSTM, LRU, RG-LRU, Mamba's S6), which also run through
+:func:`jaxrnn.parallel.associative_scan`, and the "modern" family (sLSTM, mLSTM, DeltaNet, Gated
+DeltaNet; the last three also run through :func:`jaxrnn.chunkwise_scan`). ``<name>_neg`` is the
+negative-eigenvalue version of an input-dependent linear recurrence (Grazzi et al., 2025).
 """
 
 from __future__ import annotations
@@ -36,13 +40,23 @@ import jax
 import numpy as np
 
 from jaxrnn.cells.base import check_cell
+from jaxrnn.cells.delta import DeltaNet, GatedDeltaNet
 from jaxrnn.cells.gru import GRU
 from jaxrnn.cells.lru import LRU, RGLRU
 from jaxrnn.cells.lstm_family import LSTMFamily
+from jaxrnn.cells.mamba import Mamba
 from jaxrnn.cells.mgu import MGU
 from jaxrnn.cells.minimal import MinGRU, MinLSTM
+from jaxrnn.cells.xlstm import MLSTM, SLSTM
 
 _GREFF = 'Greff et al. 2017, "LSTM: A Search Space Odyssey"'
+_GRAZZI = ('Grazzi et al. 2025, "Unlocking State-Tracking in Linear RNNs Through Negative '
+           'Eigenvalues"')
+_XLSTM = 'Beck et al. 2024, "xLSTM: Extended Long Short-Term Memory"'
+_DELTA = ('Yang et al. 2024, "Parallelizing Linear Transformers with the Delta Rule over '
+          'Sequence Length"; Schlag et al. 2021')
+_GATED_DELTA = 'Yang et al. 2025, "Gated Delta Networks: Improving Mamba2 with Delta Rule"'
+_MAMBA = 'Gu & Dao 2023, "Mamba: Linear-Time Sequence Modeling with Selective State Spaces"'
 
 
 class Variant(NamedTuple):
@@ -148,6 +162,31 @@ _BUILT_IN = (
     ("rglru", "linear", configure(RGLRU),
      "real-gated linear recurrent unit of Griffin",
      'De et al. 2024, "Griffin: Mixing Gated Linear Recurrences with Local Attention"'),
+    ("mingru_neg", "linear", configure(MinGRU, log_space=False, negative_eigenvalues=True),
+     "minGRU with transition 1 - 2z in (-1, 1) (linear space, identity candidate)",
+     f'{_GRAZZI}; Feng et al. 2024'),
+    ("rglru_neg", "linear", configure(RGLRU, negative_eigenvalues=True),
+     "RG-LRU with transition 2a - 1 in (-1, 1)", f"{_GRAZZI}; De et al. 2024"),
+    ("mamba", "linear", configure(Mamba),
+     "Mamba's S6 selective scan: input-dependent Delta, B, C; diagonal state per channel",
+     _MAMBA),
+    ("mamba_neg", "linear", configure(Mamba, negative_eigenvalues=True),
+     "S6 selective scan with transition 2 exp(Delta A) - 1 in (-1, 1)",
+     f"{_GRAZZI}; Gu & Dao 2023"),
+    ("slstm", "modern", configure(SLSTM),
+     "sLSTM: exponential input gate, normaliser and stabiliser, block-diagonal recurrence",
+     _XLSTM),
+    ("mlstm", "modern", configure(MLSTM),
+     "mLSTM: matrix memory with exponential gating (recurrent and chunkwise forms)", _XLSTM),
+    ("deltanet", "modern", configure(DeltaNet),
+     "DeltaNet: delta-rule fast-weight memory, beta in (0, 1)", _DELTA),
+    ("deltanet_neg", "modern", configure(DeltaNet, negative_eigenvalues=True),
+     "DeltaNet with beta in (0, 2): transition eigenvalues in (-1, 1]",
+     f"{_GRAZZI}; Yang et al. 2024"),
+    ("gated_deltanet", "modern", configure(GatedDeltaNet),
+     "Gated DeltaNet: delta rule with a data-dependent decay alpha", _GATED_DELTA),
+    ("gated_deltanet_neg", "modern", configure(GatedDeltaNet, negative_eigenvalues=True),
+     "Gated DeltaNet with beta in (0, 2)", f"{_GRAZZI}; Yang et al. 2025"),
 )
 _REGISTRY: dict[str, Variant] = {}
 

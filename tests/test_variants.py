@@ -57,6 +57,16 @@ GOLDEN = {
         "c_im": (3, 3), "w_skip": (3, 2),
     },
     "rglru": {"w_ih": (9, 2), "b_ih": (9,), "a_logit": (3,)},
+    "mingru_neg": {"w_ih": (6, 2), "b_ih": (6,)},
+    "rglru_neg": {"w_ih": (9, 2), "b_ih": (9,), "a_logit": (3,)},
+    "mamba": {"w_ih": (38, 2), "b_ih": (38,), "a_log": (3, 16), "d_skip": (3,)},
+    "mamba_neg": {"w_ih": (38, 2), "b_ih": (38,), "a_log": (3, 16), "d_skip": (3,)},
+    "slstm": {"w_ih": (12, 2), "w_hh": (12, 3), "b_ih": (12,)},
+    "mlstm": {"w_ih": (14, 2), "b_ih": (14,)},
+    "deltanet": {"w_ih": (10, 2), "b_ih": (10,)},
+    "deltanet_neg": {"w_ih": (10, 2), "b_ih": (10,)},
+    "gated_deltanet": {"w_ih": (11, 2), "b_ih": (11,), "a_log": (1,)},
+    "gated_deltanet_neg": {"w_ih": (11, 2), "b_ih": (11,), "a_log": (1,)},
 }
 
 
@@ -124,7 +134,10 @@ def test_registry_describe_and_make():
         assert any(str(year) in line for year in range(1990, 2030))
     assert variants.make("nfg", 8) == LSTMFamily(8, forget_gate=False)
     assert variants.make("vanilla", 8, forget_bias=1.0).forget_bias == 1.0
-    assert set(variants.names("linear")) == {"mingru", "minlstm", "lru", "rglru"}
+    assert set(variants.names("linear")) == {"mingru", "minlstm", "lru", "rglru", "mingru_neg",
+                                             "rglru_neg", "mamba", "mamba_neg"}
+    assert set(variants.names("modern")) == {"slstm", "mlstm", "deltanet", "deltanet_neg",
+                                             "gated_deltanet", "gated_deltanet_neg"}
     assert dataclasses.is_dataclass(variants.make("lru", 4))
 
 

@@ -1,11 +1,12 @@
 """Every variant against an independent float64 numpy transcription of its published equations.
 
-Each reference below is written from the paper, not from jaxrnn's code: it reads the weights out
-of the documented parameter layout and loops over time.
+Each reference below (and in tests/modern_references.py) is written from the paper, not from
+jaxrnn's code: it reads the weights out of the documented parameter layout and loops over time.
 """
 
 import jax
 import jax.numpy as jnp
+import modern_references as modern
 import numpy as np
 import pytest
 
@@ -185,6 +186,17 @@ REFERENCES = {
     "minlstm": minlstm,
     "lru": lru,
     "rglru": rglru,
+    "mingru_neg": lambda p, xs: modern.mingru_neg(p, xs, hidden=H),
+    "rglru_neg": lambda p, xs: modern.rglru_neg(p, xs, hidden=H),
+    "mamba": lambda p, xs: modern.mamba(p, xs, hidden=H, state=16, negative=False),
+    "mamba_neg": lambda p, xs: modern.mamba(p, xs, hidden=H, state=16, negative=True),
+    "slstm": lambda p, xs: modern.slstm(p, xs, hidden=H, heads=1, forget_gate="sigmoid"),
+    "mlstm": lambda p, xs: modern.mlstm(p, xs, hidden=H, heads=1, key_size=None),
+    **{name: (lambda p, xs, g=gated, n=neg: modern.delta_rule(p, xs, hidden=H, heads=1, gated=g,
+                                                               negative=n))
+       for name, gated, neg in [("deltanet", False, False), ("deltanet_neg", False, True),
+                                ("gated_deltanet", True, False),
+                                ("gated_deltanet_neg", True, True)]},
 }
 
 
