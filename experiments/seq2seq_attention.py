@@ -245,7 +245,8 @@ class Seq2Seq:
         else:
             projected = jnp.zeros((batch, steps, 1), memory.dtype)
         return DecoderState(
-            rnn=((carry,),), feed=jnp.zeros((batch, memory.shape[-1]), memory.dtype),
+            rnn=self.decoder.as_state(((carry,),)),
+            feed=jnp.zeros((batch, memory.shape[-1]), memory.dtype),
             memory=memory, projected=projected, mask=mask,
             weights=jnp.zeros((batch, steps), memory.dtype))
 

@@ -209,6 +209,21 @@ class StackedRNN:
             for lp in params["layers"]
         )
 
+    def as_state(self, state: Any) -> StackState:
+        """``state`` as a :class:`StackState`: nested tuples (layers, then directions) of
+        carries, as earlier versions returned them, are accepted and named."""
+        if state is None or isinstance(state, StackState):
+            return state
+        if not isinstance(state, tuple | list):
+            raise TypeError(
+                f"StackedRNN: initial_state is {type(state).__name__}; expected a StackState "
+                "(from initial_state or apply) or a tuple over layers of per-direction carries"
+            )
+        return StackState(
+            self._layer_state(layer) if isinstance(layer, tuple | list) else layer
+            for layer in state
+        )
+
     def _check(self, where, params, xs, state, batch_size):
         if len(params["layers"]) != self.num_layers:
             raise ValueError(
@@ -247,6 +262,7 @@ class StackedRNN:
             if resets is not None:
                 resets = resets.T
         batch = xs.shape[0]
+        initial_state = self.as_state(initial_state)
         self._check(where, params, xs, initial_state, batch)
         if initial_state is None:
             initial_state = self.initial_state(params, batch)
@@ -297,6 +313,7 @@ class StackedRNN:
         _checks.check_float(where, "x", x)
         if np.ndim(x) != 2:
             raise ValueError(f"{where}: x has shape {tuple(np.shape(x))}; expected [B, input_size]")
+        state = self.as_state(state)
         self._check(where, params, x, state, x.shape[0])
         new_state = []
         h = x
