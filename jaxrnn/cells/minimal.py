@@ -159,6 +159,7 @@ class MinGRU(_Minimal):
     num_gates = 2
 
     def __post_init__(self):
+        super().__post_init__()
         if self.negative_eigenvalues and self.log_space:
             raise ValueError(
                 "MinGRU: negative_eigenvalues=True needs log_space=False (a negative transition "
