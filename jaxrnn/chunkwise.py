@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn.recurrence import check_scan_inputs, reverse_index
+from jaxrnn.recurrence import check_scan_inputs, reverse_sequence
 
 
 def has_chunkwise_form(cell: Any) -> bool:
@@ -45,11 +45,7 @@ def _scan_one(cell, params, xs, carry0, length, resets, *, chunk, reverse):
     steps = xs.shape[0]
     valid = jnp.ones((steps,), bool) if length is None else jnp.arange(steps) < length
     if reverse:
-        idx = reverse_index(steps, length)
-        xs = xs[idx]
-        if resets is not None:
-            # x_t starts a segment => going backwards, the carry resets before x_{t-1}.
-            resets = jnp.concatenate([resets[1:], jnp.zeros((1,), bool)])[idx]
+        xs, resets, idx = reverse_sequence(xs, resets, length)
     starts = jnp.zeros((steps,), bool) if resets is None else resets & valid
 
     padded = -(-steps // chunk) * chunk

@@ -38,7 +38,7 @@ from jaxrnn.recurrence import (
     check_carry_dtypes,
     check_scan_inputs,
     clamp_lengths,
-    reverse_index,
+    reverse_sequence,
     zero_padding,
 )
 
@@ -67,11 +67,7 @@ def _combine_log(e1, e2):
 def _scan_one(cell, params, xs, carry0, length, resets, *, reverse):
     steps = xs.shape[0]
     if reverse:
-        idx = reverse_index(steps, length)
-        xs = xs[idx]
-        if resets is not None:
-            # x_t starts a segment => going backwards, the carry resets before x_{t-1}.
-            resets = jnp.concatenate([resets[1:], jnp.zeros((1,), bool)])[idx]
+        xs, resets, idx = reverse_sequence(xs, resets, length)
     starts = jnp.arange(steps) == 0
     if resets is not None:
         starts = starts | resets

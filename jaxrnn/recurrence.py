@@ -217,7 +217,8 @@ def check_scan_inputs(where, cell, params, xs, carry, lengths, resets, time_majo
         raise ValueError(f"{where}: xs has shape {tuple(np.shape(xs))}; expected {layout}")
     if callable(getattr(cell, "input_size", None)):
         _checks.check_shape(where, "xs", xs, (None, None, cell.input_size(params)), f"= {layout}")
-    base.check_input_size(where, cell, params, xs.shape[-1], xs.dtype)
+    else:  # a cell without input_size: one traced step says whether it takes this input
+        base.check_input_size(where, cell, params, xs.shape[-1], xs.dtype)
     steps, batch = xs.shape[:2] if time_major else xs.shape[1::-1]
     if carry is None:
         carry = cell.initial_carry(params, (batch,))
@@ -242,6 +243,18 @@ def reverse_index(steps: int, length: jax.Array | None) -> jax.Array:
     return jnp.where(t < length, length - 1 - t, t)
 
 
+def reverse_sequence(xs: jax.Array, resets: jax.Array | None, length: jax.Array | None):
+    """One sequence's valid part reversed: ``(xs[idx], resets in that order, idx)``.
+
+    A segment that starts at x_t going forwards starts, going backwards, before x_{t-1}, so
+    the reset flags move one step before they are permuted. ``ys[idx]`` undoes the order.
+    """
+    idx = reverse_index(xs.shape[0], length)
+    if resets is not None:
+        resets = jnp.concatenate([resets[1:], jnp.zeros((1,), bool)])[idx]
+    return xs[idx], resets, idx
+
+
 def _scan_one(
     cell, params, xs, carry0, length, resets, h_mask, *, reverse, unroll, hoisted, remat=None
 ):
@@ -249,11 +262,7 @@ def _scan_one(
     steps = xs.shape[0]
     valid = None if length is None else jnp.arange(steps) < length
     if reverse:
-        idx = reverse_index(steps, length)
-        xs = xs[idx]
-        if resets is not None:
-            # x_t starts a segment => going backwards, the carry resets before x_{t-1}.
-            resets = jnp.concatenate([resets[1:], jnp.zeros((1,), bool)])[idx]
+        xs, resets, idx = reverse_sequence(xs, resets, length)
 
     if hoisted:
 

@@ -264,6 +264,14 @@ def input_size_of(params: Params) -> int:
     return int(params["w_ih"].shape[-1])
 
 
+def input_size_method(cell: Any, params: Params) -> int:
+    """``cell.input_size(params)`` of the built-in cells: the input size their params were
+    initialised for (``w_ih`` is [rows, input_size]). Drivers use it, where a cell has it, to
+    name the expected size in their errors."""
+    del cell
+    return input_size_of(params)
+
+
 def check_step_input(cell: Any, params: Params, x: jax.Array, carry: Any = None) -> None:
     """Checks one example's input ``x`` (and ``carry``, if given) for a built-in cell's step."""
     where = f"{type(cell).__name__}.step"

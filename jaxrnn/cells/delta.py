@@ -101,9 +101,7 @@ class DeltaNet:
         if self.key_size is not None:
             _checks.check_positive_int(where, "key_size", self.key_size)
 
-    def input_size(self, params: base.Params) -> int:
-        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
-        return base.input_size_of(params)
+    input_size = base.input_size_method  # optional protocol method (cells.base)
 
     @property
     def output_size(self) -> int:

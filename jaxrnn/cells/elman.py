@@ -45,9 +45,7 @@ class Elman:
 
     recurrent_mask_field = "h"  # variational dropout multiplies h_{t-1} (cells.base)
 
-    def input_size(self, params: base.Params) -> int:
-        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
-        return base.input_size_of(params)
+    input_size = base.input_size_method  # optional protocol method (cells.base)
 
     def __post_init__(self):
         if self.nonlinearity not in _ACTIVATIONS:

@@ -94,9 +94,7 @@ class LRU:
 
     recurrent_mask_field = "h"  # variational dropout multiplies h_{t-1} (cells.base)
 
-    def input_size(self, params: base.Params) -> int:
-        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
-        return base.input_size_of(params)
+    input_size = base.input_size_method  # optional protocol method (cells.base)
 
     def __post_init__(self):
         _checks.check_fields(
@@ -199,9 +197,7 @@ class RGLRU:
 
     recurrent_mask_field = "h"  # variational dropout multiplies h_{t-1} (cells.base)
 
-    def input_size(self, params: base.Params) -> int:
-        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
-        return base.input_size_of(params)
+    input_size = base.input_size_method  # optional protocol method (cells.base)
 
     @property
     def output_size(self) -> int:

@@ -72,9 +72,7 @@ class LSTM:
 
     recurrent_mask_field = "h"  # variational dropout multiplies h_{t-1} (cells.base)
 
-    def input_size(self, params: base.Params) -> int:
-        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
-        return base.input_size_of(params)
+    input_size = base.input_size_method  # optional protocol method (cells.base)
 
     @property
     def output_size(self) -> int:

@@ -80,9 +80,7 @@ class Mamba:
                 f"dt_max={self.dt_max}"
             )
 
-    def input_size(self, params: base.Params) -> int:
-        """The input size ``params`` were initialised for (``w_ih`` is [rows, input_size])."""
-        return base.input_size_of(params)
+    input_size = base.input_size_method  # optional protocol method (cells.base)
 
     @property
     def output_size(self) -> int:
