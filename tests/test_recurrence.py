@@ -269,3 +269,14 @@ def test_under_jit_lengths_are_traced():
     run = jax.jit(lambda x, n: jaxrnn.scan(cell, params, x, lengths=n)[0])
     out = run(xs, jnp.array([T, 1], dtype=jnp.int32))
     assert float(jnp.abs(out[1, 1:]).max()) == 0.0
+
+
+def test_forward_mode_through_the_fused_kernel_names_the_fix():
+    cell = jaxrnn.LSTM(4)
+    params = cell.init(jax.random.PRNGKey(0), 3)
+    xs = jnp.ones((2, 5, 3))
+    with pytest.raises(TypeError, match=r"strategy='auto' runs the fused kernel.*"
+                                        r"strategy='in_loop'"):
+        jax.jvp(lambda x: jaxrnn.scan(cell, params, x)[0], (xs,), (xs,))
+    out, _ = jax.jvp(lambda x: jaxrnn.scan(cell, params, x, strategy="in_loop")[0], (xs,), (xs,))
+    assert out.shape == (2, 5, 4)

@@ -166,3 +166,35 @@ def test_the_settings_keep_a_worker_threads_large_blocks_in_the_process(tmp_path
     assert min(default[1:]) >= 40, default
     settled = faults(base)
     assert max(settled[1:]) <= 2, settled              # the same pages, reused
+
+
+@pytest.mark.parametrize("platforms, want", [
+    ("cpu", True), ("cuda", False), ("tpu", False), ("rocm,cpu", False), ("cpu,cuda", True),
+    (" CPU ", True),
+])
+def test_runs_on_cpu_follows_jax_platforms(platforms, want):
+    assert host.runs_on_cpu({"JAX_PLATFORMS": platforms}, find_spec=lambda name: object()) is want
+
+
+def test_runs_on_cpu_without_jax_platforms_looks_for_accelerator_plugins():
+    assert host.runs_on_cpu({}, find_spec=lambda name: None)
+    assert not host.runs_on_cpu({}, find_spec=lambda name: object() if name == "libtpu" else None)
+
+
+def test_no_reexec_for_a_run_on_an_accelerator():
+    calls = []
+    done = host.reexec_with_allocator_settings(
+        environ={"JAX_PLATFORMS": "cuda"}, argv=["python", "x.py"], executable="/py",
+        system="Linux", libc="glibc", execve=lambda *a: calls.append(a))
+    assert not done and not calls
+
+
+def test_use_deterministic_ops_adds_the_flag_once():
+    environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    host.use_deterministic_ops(environ)
+    host.use_deterministic_ops(environ)
+    assert environ["XLA_FLAGS"].split() == [
+        "--xla_force_host_platform_device_count=2", "--xla_gpu_deterministic_ops=true"]
+    empty: dict[str, str] = {}
+    host.use_deterministic_ops(empty)
+    assert empty == {"XLA_FLAGS": "--xla_gpu_deterministic_ops=true"}

@@ -71,11 +71,12 @@ from jaxrnn.distributed.pmap import (
     unpmap_state,
 )
 from jaxrnn.distributed.processes import initialize
-from jaxrnn.distributed.step import make_train_step
+from jaxrnn.distributed.step import ShardedTrainStep, make_train_step
 
 __all__ = [
     "BATCH_AXIS",
     "PMAP_AXIS",
+    "ShardedTrainStep",
     "abstract_state",
     "batch_sharding",
     "check_batch_size",

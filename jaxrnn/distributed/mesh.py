@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec
 
 BATCH_AXIS = "batch"
 """The mesh axis the batch is split along."""
@@ -45,11 +45,11 @@ def make_mesh(num_devices: int | None = None, *, axis_name: str = BATCH_AXIS) ->
                          devices=devices[:num_devices])
 
 
-def _axis(mesh: Mesh) -> str:
-    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
+def _axis(mesh: Mesh | AbstractMesh) -> str:
+    if not isinstance(mesh, Mesh | AbstractMesh) or len(mesh.axis_names) != 1:
         raise ValueError(
-            f"jaxrnn.distributed: mesh must be a one-axis jax.sharding.Mesh (from make_mesh); "
-            f"got {mesh!r}"
+            f"jaxrnn.distributed: mesh must be a one-axis jax.sharding.Mesh (from make_mesh) "
+            f"or AbstractMesh (to lower or export without devices); got {mesh!r}"
         )
     return mesh.axis_names[0]
 

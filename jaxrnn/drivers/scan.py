@@ -228,9 +228,19 @@ def scan(
                 valid = None
                 if lengths is not None:
                     valid = jnp.arange(x.shape[1])[:, None] < lengths[None, :]
-                ys, final = fused.fused_scan(
-                    cell, params, jnp.swapaxes(x, 0, 1), carry, valid, h_mask, unroll
-                )
+                try:
+                    ys, final = fused.fused_scan(
+                        cell, params, jnp.swapaxes(x, 0, 1), carry, valid, h_mask, unroll
+                    )
+                except TypeError as err:
+                    if "forward-mode" not in str(err):
+                        raise
+                    raise TypeError(
+                        f"{where}: strategy={strategy!r} runs the fused kernel here, whose "
+                        f"backward pass is hand-written (jax.custom_vjp), so forward-mode AD "
+                        f"(jax.jvp, jax.jacfwd, jax.hessian) cannot go through it; pass "
+                        f"strategy='in_loop' (or 'hoisted') to differentiate forwards"
+                    ) from err
                 return jnp.swapaxes(ys, 0, 1), final
 
             return _scan_whole_batch(run_fused, xs, lengths, reverse, time_major)

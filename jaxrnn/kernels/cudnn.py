@@ -29,7 +29,6 @@ import jax.numpy as jnp
 
 from jaxrnn.cells.lstm import LSTM, LSTMState
 
-
 PLATFORMS: tuple[str, ...] = ("cuda",)
 """The lowering platforms ``strategy="cudnn"`` runs cuDNN on (elsewhere it runs "fused")."""
 

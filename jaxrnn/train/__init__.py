@@ -103,7 +103,12 @@ A truncated-BPTT language model (Zaremba et al., 2014) wires them up like this::
 
 from jaxrnn.train.batching import batchify, get_window, minibatches, num_windows
 from jaxrnn.train.checkpoint import Checkpointer
-from jaxrnn.train.host import allocator_settings, reexec_with_allocator_settings
+from jaxrnn.train.host import (
+    allocator_settings,
+    reexec_with_allocator_settings,
+    runs_on_cpu,
+    use_deterministic_ops,
+)
 from jaxrnn.train.loop import TIMING_KEYS, NonFiniteLossError, run_training
 from jaxrnn.train.metrics import MetricsLog, ProgressBar, TensorBoardLog, plot_curves, read_metrics
 from jaxrnn.train.schedules import OPTIMIZERS, epoch_decay, lr_metric, make_optimizer
@@ -133,5 +138,7 @@ __all__ = [
     "plot_curves",
     "read_metrics",
     "reexec_with_allocator_settings",
+    "runs_on_cpu",
+    "use_deterministic_ops",
     "run_training",
 ]
