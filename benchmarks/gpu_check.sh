@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Issue 6's GPU checks in one short run, for a session that is lent a GPU (device time is
-# scarce: about 8 minutes of wall time on an H100/H200, each stage under its own timeout so
-# that a slow stage still leaves the others' results).
+# The GPU checks in one short run: the measurements that would set a "cuda" entry of
+# jaxrnn.tuning.TUNING (benchmarks/STRATEGY.md, "GPU and TPU"). About 8 minutes of wall time on
+# an H100/H200, each stage under its own timeout so that a slow stage still leaves the others'
+# results.
 #
 #   bash benchmarks/gpu_check.sh [OUT]        # OUT defaults to $OUT, else runs/gpu_check
 #
-# Stages, in the order the issue asks for them:
+# Stages, most important first:
 #   1. correctness: the real cuDNN path (tests/test_cudnn.py::test_real_cudnn_*, which skip
 #      without a GPU) and the fused / strategy tests, run on the GPU;
 #   2. the four LSTM shapes: torch (cuDNN) against jaxrnn's default layer, strategy="cudnn"
