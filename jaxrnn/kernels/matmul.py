@@ -9,8 +9,8 @@ transposed operand falls back to a slower kernel: benchmarks/STRATEGY_HISTORY.md
 
 Weight gradients ``a^T b`` contract the long axis of all T*B rows. XLA folds the transpose into
 the product; on a CPU that product is slow when the result is narrow, and a row-major copy of
-``a^T`` made first is faster (benchmarks/STRATEGY.md, "tn_copy"; ``benchmarks/step_matmul.py``). So on the
-platforms whose :data:`jaxrnn.tuning.TUNING` entry sets ``tn_copy = (min_rows, max_cols)``
+``a^T`` made first is faster (benchmarks/STRATEGY.md, "tn_copy"; ``benchmarks/step_matmul.py``).
+So on the platforms whose :data:`jaxrnn.tuning.TUNING` entry sets ``tn_copy = (min_rows, max_cols)``
 (the CPU), for at least ``min_rows`` rows and at most ``max_cols`` columns, :func:`mm_tn` copies
 ``a^T`` once (``lax.optimization_barrier`` keeps XLA from folding it back) and shares the copy
 between the products that need it.

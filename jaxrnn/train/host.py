@@ -7,7 +7,8 @@ fresh pages, which the kernel zero-fills on first touch. A PTB small training st
 10,000 minor page faults (about 38 MB of fresh pages) every step that way. With glibc's
 documented tunables ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` raised, freed
 blocks stay in the process and the next step reuses them: 26-748 faults per step, and the step
-went from 57.3-62.8 to 46.9-52.0 ms on a 2-core AMD EPYC (2026-11-30, benchmarks/STRATEGY_HISTORY.md).
+went from 57.3-62.8 to 46.9-52.0 ms on a 2-core AMD EPYC (2026-11-30,
+benchmarks/STRATEGY_HISTORY.md).
 
 Those two are not enough for blocks above 64 MiB requested by XLA's worker threads: a thread
 other than the main one allocates from its own arena, whose heaps glibc caps at 64 MiB on 64-bit
