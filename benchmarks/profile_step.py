@@ -134,7 +134,7 @@ def profile(compiled, operands, steps: int, warmup: int) -> tuple[dict, float, f
 
     The step time is the median of ``steps`` calls without the profiler; ``faults`` is the
     process's minor page faults per step over those calls (fresh pages the allocator maps and
-    the kernel zero-fills: see "The host allocator" in benchmarks/RESULTS.md)."""
+    the kernel zero-fills: see "The host allocator" in benchmarks/STRATEGY_HISTORY.md)."""
     import jax
 
     for _ in range(warmup):

@@ -5,7 +5,7 @@
     python benchmarks/remat_memory.py --remat 32,64,128 --repeats 5 --out runs/remat_memory_k
     python benchmarks/remat_memory.py --steps 256 --hidden 32 --out runs/remat_memory_tiny  # check
 
-The issue's target: train T = 4096 at (B, T, H) = (8, 4096, 256) within 2 GiB (``--budget-mib``),
+The aim: train T = 4096 at (B, T, H) = (8, 4096, 256) within 2 GiB (``--budget-mib``),
 with a compile time that does not grow with T. For one ``jaxrnn.LSTM(H)`` layer (input size
 D = H, ``--input-size`` to change it) the training step is
 ``jax.jit(jax.value_and_grad(loss))`` with ``loss = mean(output ** 2)`` and gradients for all

@@ -38,8 +38,8 @@ opt-in on both sides and compared with each other: ``torch:bf16`` (the same modu
 The cells ``mingru`` and ``minlstm`` (Feng et al. 2024; jaxrnn only) run sequentially with
 ``jaxrnn:layer`` and in O(log T) depth with ``jaxrnn:assoc`` (``jaxrnn.associative_scan``); with
 ``lstm`` in the same run the table adds their speed-up over the sequential jaxrnn LSTM layer of
-the same width (the issue's "minGRU/minLSTM >= 10x a sequential LSTM at T = 4096" target is a
-GPU target; on a CPU the comparison is recorded as measured).
+the same width (Feng et al. report their large speed-ups on a GPU; on a CPU the comparison is
+recorded as measured).
 
 Every worker inherits the driver's environment (glibc's default allocator unless you set its
 variables); ``--same-allocator`` runs them all under the settings that the experiment scripts

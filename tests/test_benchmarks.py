@@ -85,7 +85,7 @@ def test_step_matmul_times_both_products_for_jax_and_torch(tmp_path):
 
 
 def test_gpu_check_script_is_valid_bash_and_its_commands_parse():
-    """benchmarks/gpu_check.sh runs only where a GPU is lent, with little device time: check here
+    """benchmarks/gpu_check.sh runs only on a GPU machine, often with little time on it: check here
     that its rnn_speed command lines are accepted by rnn_speed's own parser and that the tests
     it selects exist, so that a renamed flag or test cannot waste that time."""
     script = ROOT / "benchmarks" / "gpu_check.sh"

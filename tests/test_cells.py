@@ -1,5 +1,6 @@
 """Descriptor tests: every cell configuration through the same checks (as haiku's tests do)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -97,16 +98,15 @@ def test_descriptor(name):
 
     # scan == a Python loop over vmapped steps
     ys, final = jax.jit(jaxrnn.scan, static_argnums=0)(cell, params, xs)
-    assert ys.shape == (BATCH, STEPS, cell.output_size)
+    chex.assert_shape(ys, (BATCH, STEPS, cell.output_size))
     assert ys.dtype == jnp.float32
     carry, loop_ys = carry0, []
     for t in range(STEPS):
         carry, y = jax.vmap(cell.step, in_axes=(None, 0, 0))(params, carry, xs[:, t])
         loop_ys.append(y)
     np.testing.assert_allclose(ys, jnp.stack(loop_ys, 1), rtol=1e-5, atol=1e-6)
-    for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(carry), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-        assert a.dtype == b.dtype == jnp.float32
+    chex.assert_trees_all_close(final, carry, rtol=1e-5, atol=1e-6)  # and the same structure
+    assert {a.dtype for a in jax.tree.leaves((final, carry))} == {jnp.dtype(jnp.float32)}
 
     # grads (first order, reverse mode) through the scan, wrt params and inputs
     def loss(p, x):

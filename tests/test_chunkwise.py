@@ -2,6 +2,7 @@
 carries and gradients, with lengths, resets (inside and across chunks), reverse, a non-zero
 initial carry and T not a multiple of the chunk size; float32 and float64."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,8 +103,8 @@ def test_chunk_sizes_time_major_and_padding_resets():
         ys, final = jaxrnn.chunkwise_scan(cell, params, xs, carry, chunk_size=chunk,
                                           lengths=lengths, resets=resets)
         np.testing.assert_allclose(ys, want_ys, rtol=1e-4, atol=1e-6, err_msg=str(chunk))
-        for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(want_final), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=str(chunk))
+        chex.assert_trees_all_close(final, want_final, rtol=1e-4, atol=1e-6,
+                                    custom_message=f"chunk_size={chunk}")
     ys_tm, _ = jaxrnn.chunkwise_scan(cell, params, jnp.swapaxes(xs, 0, 1), carry,
                                      chunk_size=CHUNK, lengths=lengths, resets=resets.T,
                                      time_major=True)

@@ -1,5 +1,6 @@
 """StackedRNN: stacking, bidirectional, residual, dropout, trainable initial state, step API."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -87,5 +88,4 @@ def test_step_api_matches_apply():
         state, y = step(params, state, _xs()[:, t])
         outs.append(y)
     np.testing.assert_allclose(jnp.stack(outs, 1), ys, rtol=1e-5, atol=1e-6)
-    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(final), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_close(state, final, rtol=1e-5, atol=1e-6)

@@ -69,3 +69,28 @@ def test_plot_tensorboard_and_progress(tmp_path):
     bar.update(3)
     bar.set_metrics(loss=1.0, ppl=2.7, tokens_per_sec=1000.0, epoch=0.5)
     bar.close()
+
+
+def test_logs_without_the_experiments_extra_name_it(tmp_path, monkeypatch, capsys):
+    """tensorboardX, matplotlib and tqdm come with the 'experiments' extra: without them the
+    metrics file and a hidden bar still work, and what needs one says how to install it."""
+    import sys
+
+    for module in ("tensorboardX", "matplotlib.backends.backend_agg", "tqdm.auto"):
+        monkeypatch.setitem(sys.modules, module, None)
+    path = tmp_path / "metrics.jsonl"
+    with MetricsLog(path) as log:
+        log.write({"split": "train", "epoch": 1, "ppl": 3.0})
+    extra = r"TensorBoardLog needs tensorboardX.*pip install \"jaxrnn\[experiments\]\""
+    with pytest.raises(ImportError, match=extra):
+        TensorBoardLog(tmp_path / "tb")
+    with pytest.raises(ImportError, match=r"plot_curves needs matplotlib.*jaxrnn\[experiments\]"):
+        plot_curves(path, tmp_path / "ppl.png")
+    with pytest.raises(ImportError, match=r"ProgressBar needs tqdm.*jaxrnn\[experiments\]"):
+        ProgressBar(10, disable=False)
+    bar = ProgressBar(10, disable=True)  # hidden: no tqdm needed, messages still printed
+    bar.update(2)
+    bar.set_metrics(loss=1.0)
+    bar.write("epoch 1 done")
+    bar.close()
+    assert "epoch 1 done" in capsys.readouterr().out

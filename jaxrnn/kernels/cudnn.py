@@ -17,9 +17,11 @@ Supported: a plain ``LSTM`` (no ``proj_size``, no ``compute_dtype``) without ``r
 instead (the same function). Matmul precision follows JAX's (``jax.default_matmul_precision``):
 TF32 is allowed by default on GPUs that have it, as in PyTorch's cuDNN LSTM.
 
-Not verified on a GPU by this project's tests (no GPU in CI): the tests replace the cuDNN call
-with ``jax.experimental.rnn.lstm_ref``, JAX's reference for the same packed weights, and check
-values and gradients against the per-step cell.
+cuDNN itself is checked only on a machine with an NVIDIA GPU
+(``tests/test_cudnn.py::test_real_cudnn_*``, also run by ``benchmarks/gpu_check.sh``), and these
+checks have not yet run on one. On a CPU the tests replace the cuDNN call with
+``jax.experimental.rnn.lstm_ref``, JAX's reference for the same packed weights, and check values
+and gradients against the per-step cell.
 """
 
 from __future__ import annotations

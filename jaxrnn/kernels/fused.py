@@ -24,7 +24,8 @@ With the cell's ``compute_dtype`` (e.g. ``jnp.bfloat16``) every matmul, forward 
 takes operands cast to it and accumulates in float32 (the cells' contract); gates, states,
 outputs and gradients stay float32. The weights enter the loops pre-transposed ([H, 4H] forward,
 [4H, H] backward), the row-major form XLA:CPU hands to its bf16 kernels: LSTM training step at
-(20, 35, 650) 55 ms in bf16 against 89 ms in float32 (benchmarks/STRATEGY.md).
+(20, 35, 650) 59.3 ms in bf16 against 82.2 ms in float32 on a 2-core Intel Xeon with AMX-BF16
+(benchmarks/STRATEGY.md, "reduced precision fuses at any batch").
 
 Forward-mode AD (``jax.jvp``) is not available on this path (``custom_vjp``); use
 ``strategy="in_loop"`` or ``"hoisted"`` for it. No gradient flows to ``h_mask``.
@@ -141,9 +142,10 @@ def _lstm_fn(forget_bias: float, unroll: int, dtype=None):
     # Layout: the loops read and write one [T, B, H] array per gate, never a [T, B, 4H] one
     # sliced per gate inside the loop. On XLA:CPU that slicing kept the per-step elementwise
     # fusion from vectorising: the forward loop ran 1.75x slower at (B, T, H) = (20, 35, 200)
-    # (benchmarks/RESULTS.md). The recurrent weight is transposed once, outside the loop, so the
-    # loop's matmul reads a row-major [H, 4H] operand: the training step at (8, 4096, 256) went
-    # from 1,118 to 954 ms (one A/B run), and bf16 operands reach XLA:CPU's bf16 kernels.
+    # (benchmarks/STRATEGY_HISTORY.md, "the per-gate fused layout"). The recurrent weight is
+    # transposed once, outside the loop, so the loop's matmul reads a row-major [H, 4H] operand:
+    # the training step at (8, 4096, 256) went from 1,118 to 954 ms (one A/B run), and bf16
+    # operands reach XLA:CPU's bf16 kernels.
     def forward(w_ih, w_hh, b, xs, h0, c0, valid, mask, chunk=0):
         w_rec = w_hh.T if dtype is None else w_hh.T.astype(dtype)
 

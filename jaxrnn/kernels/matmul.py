@@ -4,12 +4,13 @@ With ``dtype`` None these are plain float matmuls. With ``dtype`` (e.g. ``jnp.bf
 operands are cast to it and the products are accumulated and returned in float32: the same
 contract as :func:`jaxrnn.cells.base.matmul` for one example. Operands are laid out row-major
 [M, K] x [K, N], the form XLA:CPU hands to its bf16 kernels (AMX where the CPU has it; a
-transposed operand falls back to a slower kernel, benchmarks/STRATEGY.md).
+transposed operand falls back to a slower kernel: benchmarks/STRATEGY_HISTORY.md, 2026-11-25,
+"bf16 on the fused path").
 
 Weight gradients ``a^T b`` contract the long axis of all T*B rows. XLA folds the transpose into
 the product; on a CPU that product is slow when the result is narrow, and a row-major copy of
-``a^T`` made first is faster (benchmarks/STRATEGY.md, ``benchmarks/step_matmul.py``). So on the
-platforms whose :data:`jaxrnn.tuning.TUNING` entry sets ``tn_copy = (min_rows, max_cols)``
+``a^T`` made first is faster (benchmarks/STRATEGY.md, "tn_copy"; ``benchmarks/step_matmul.py``).
+So on the platforms whose :data:`jaxrnn.tuning.TUNING` entry sets ``tn_copy = (min_rows, max_cols)``
 (the CPU), for at least ``min_rows`` rows and at most ``max_cols`` columns, :func:`mm_tn` copies
 ``a^T`` once (``lax.optimization_barrier`` keeps XLA from folding it back) and shares the copy
 between the products that need it.

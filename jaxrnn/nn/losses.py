@@ -18,8 +18,9 @@ from an iota comparison) and does the two gradient matmuls. Autodiff of ``log_so
 ``take_along_axis`` computes the same numbers, but under ``jax.value_and_grad`` (what a training
 step uses) XLA:CPU ran it with several extra passes over the [N, V] logits and a scatter: at the
 PTB small preset's shape (N = 400, H = 200, V = 10,000) the layer's forward + backward took
-about 40 ms that way and 26 ms this way (benchmarks/RESULTS.md). Forward-mode AD is not
-available through the custom VJP; use :func:`token_cross_entropy` on logits for that.
+about 40 ms that way and 26 ms this way (2-core Intel Xeon, benchmarks/STRATEGY_HISTORY.md).
+Forward-mode AD is not available through the custom VJP; use :func:`token_cross_entropy` on
+logits for that.
 """
 
 from __future__ import annotations

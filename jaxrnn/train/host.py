@@ -7,14 +7,16 @@ fresh pages, which the kernel zero-fills on first touch. A PTB small training st
 10,000 minor page faults (about 38 MB of fresh pages) every step that way. With glibc's
 documented tunables ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` raised, freed
 blocks stay in the process and the next step reuses them: 26-748 faults per step, and the step
-went from 57.3-62.8 to 46.9-52.0 ms on a 2-core AMD EPYC (docs/guides/performance.md).
+went from 57.3-62.8 to 46.9-52.0 ms on a 2-core AMD EPYC (2026-11-30,
+benchmarks/STRATEGY_HISTORY.md).
 
 Those two are not enough for blocks above 64 MiB requested by XLA's worker threads: a thread
 other than the main one allocates from its own arena, whose heaps glibc caps at 64 MiB on 64-bit
 Linux (``HEAP_MAX_SIZE``), so a larger block is mmapped whatever the threshold and unmapped again
 on ``free``. ``MALLOC_ARENA_MAX=1`` sends every thread to the main arena, which grows without
 that cap. LSTM layer training step at (B, T, H) = (256, 100, 512), fused: 2,213 ms and 258,401
-faults per step with glibc's defaults, 1,926 ms and 0 faults with all three variables.
+faults per step with glibc's defaults, 1,926 ms and 0 faults with all three variables (the same
+machine and date).
 The cost: memory freed by the program is not handed back to the system while the process runs,
 so its resident size stays at its peak (what a training loop reaches anyway), and all threads
 share one arena's lock (XLA allocates a few buffers per step, not per op).
@@ -22,8 +24,8 @@ share one arena's lock (XLA allocates a few buffers per step, not per op).
 glibc reads these variables once, when the process starts; setting them later with
 ``mallopt()`` (through ctypes) was not reliable: 1 to 10,460 faults per step over four runs
 before jax was imported (thresholds only), 0 to 7,763 with all three settings before
-the first computation and no effect after it (2-core AMD EPYC, 2026-11-30, LSTM layer at
-(64, 100, 256), against 30,610 by default and 0 with the variables at start). So
+the first computation and no effect after it (LSTM layer at (64, 100, 256), against
+30,610 by default and 0 with the variables at start). So
 :func:`reexec_with_allocator_settings` starts the running program again, once, with the
 variables set (``os.execve``: same process id, same arguments, same interpreter options).
 The experiment scripts call it first thing under ``__main__``. A variable the user has set

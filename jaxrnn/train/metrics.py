@@ -3,10 +3,16 @@
 :class:`MetricsLog` is the record of a run. Each line is written, flushed and fsynced
 before the next step goes on, and a resumed run cuts the file back to the number of lines
 its checkpoint saw, so after any crash and resume the file holds each record exactly once.
+
+:class:`TensorBoardLog`, :func:`plot_curves` and :class:`ProgressBar` use tensorboardX, matplotlib
+and tqdm, which jaxrnn installs with its ``experiments`` extra (``pip install
+"jaxrnn[experiments]"``); they are imported when first used, and a missing one raises an
+``ImportError`` that names the extra.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -18,6 +24,19 @@ from typing import Any
 import numpy as np
 
 __all__ = ["MetricsLog", "ProgressBar", "TensorBoardLog", "plot_curves", "read_metrics"]
+
+
+def _require(module: str, user: str) -> Any:
+    """Imports ``module`` (a package of the ``experiments`` extra) for ``user``, or raises an
+    ImportError that says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        package = module.split(".")[0]
+        raise ImportError(
+            f"{user} needs {package}, which is not installed; it comes with jaxrnn's "
+            f"'experiments' extra: pip install \"jaxrnn[experiments]\" (or pip install {package})"
+        ) from error
 
 
 def _to_json(value: Any) -> Any:
@@ -153,9 +172,8 @@ class TensorBoardLog:
     """
 
     def __init__(self, logdir: str | os.PathLike) -> None:
-        from tensorboardX import SummaryWriter
-
-        self._writer = SummaryWriter(logdir=str(logdir))
+        tensorboardx = _require("tensorboardX", "TensorBoardLog")
+        self._writer = tensorboardx.SummaryWriter(logdir=str(logdir))
 
     def scalars(self, step: int, values: Mapping[str, Any], *, prefix: str = "") -> None:
         """Writes each numeric entry of ``values`` as ``<prefix>/<name>`` at ``step``."""
@@ -202,8 +220,8 @@ def plot_curves(
     Raises:
         ValueError: if no record of the given splits has both ``x`` and ``key``.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    FigureCanvasAgg = _require("matplotlib.backends.backend_agg", "plot_curves").FigureCanvasAgg
+    Figure = _require("matplotlib.figure", "plot_curves").Figure
 
     records = read_metrics(metrics_path)
     splits = tuple(splits)
@@ -248,14 +266,20 @@ class ProgressBar:
         initial: steps already done (a resumed run).
         disable: ``True`` hides it; ``None`` (default) hides it unless stderr is a tty.
         desc: label in front of the bar.
+
+    Raises:
+        ImportError: if the bar is to be shown and tqdm is not installed (a hidden bar needs
+            no tqdm).
     """
 
     def __init__(self, total: int, *, initial: int = 0, disable: bool | None = None,
                  desc: str = "train") -> None:
-        from tqdm.auto import tqdm
-
         if disable is None:
             disable = not sys.stderr.isatty()
+        if disable:
+            self._bar = _HiddenBar()
+            return
+        tqdm = _require("tqdm.auto", "ProgressBar").tqdm
         self._bar = tqdm(total=total, initial=initial, disable=disable, desc=desc,
                          unit="step", dynamic_ncols=True, leave=True)
 
@@ -284,3 +308,19 @@ class ProgressBar:
     def close(self) -> None:
         """Closes the bar."""
         self._bar.close()
+
+
+class _HiddenBar:
+    """What a hidden :class:`ProgressBar` drives: nothing is shown, messages are printed."""
+
+    def update(self, steps: int = 1) -> None:
+        del steps
+
+    def set_postfix(self, shown: Mapping[str, str], refresh: bool = False) -> None:
+        del shown, refresh
+
+    def write(self, message: str) -> None:
+        print(message)  # as tqdm.write does: to stdout
+
+    def close(self) -> None:
+        pass
