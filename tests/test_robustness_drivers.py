@@ -165,3 +165,25 @@ def test_associative_scan_with_no_time_steps(make):
     _close(final, want_final)
     ys, _ = jaxrnn.associative_scan(cell, params, jnp.zeros((0, B, D)), time_major=True)
     assert ys.shape == (0, B, H)
+
+
+def test_a_reset_flag_on_a_padding_step_leaves_the_final_carry_alone():
+    """Padding never changes the carry, a reset flag there included: the final carry is the
+    one after step length - 1 on every driver."""
+    cells = [jaxrnn.LSTM(4), jaxrnn.MinGRU(4), jaxrnn.MLSTM(4, num_heads=1)]
+    for cell in cells:
+        params = cell.init(jax.random.PRNGKey(0), 3)
+        xs = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 3))
+        lengths = jnp.array([4, 6])
+        resets = jnp.zeros((2, 6), bool).at[0, 5].set(True)
+        want = jaxrnn.scan(cell, params, xs[:1, :4])[1]
+        runs = [jaxrnn.scan(cell, params, xs, lengths=lengths, resets=resets, strategy=s)
+                for s in ("in_loop", "hoisted")]
+        if jaxrnn.parallel.is_linear(cell):
+            runs.append(jaxrnn.associative_scan(cell, params, xs, lengths=lengths, resets=resets))
+        if jaxrnn.drivers.has_chunkwise_form(cell):
+            runs.append(jaxrnn.chunkwise_scan(cell, params, xs, lengths=lengths, resets=resets,
+                                              chunk_size=4))
+        for _, final in runs:
+            for got, ref in zip(jax.tree.leaves(final), jax.tree.leaves(want), strict=True):
+                np.testing.assert_allclose(got[0], ref[0], rtol=1e-5, atol=1e-6)

@@ -103,13 +103,14 @@ def _scan_one(
             def advance(carry, x):
                 return base.step_with_mask(cell, params, carry, x, h_mask)
 
-    def body(carry, inp):
+    def body(prev, inp):
         x, ok, reset = inp
+        carry = prev
         if reset is not None:
             carry = jax.tree.map(lambda c0, c: jnp.where(reset, c0, c), carry0, carry)
         new_carry, y = advance(carry, x)
-        if ok is not None:
-            new_carry = jax.tree.map(lambda n, c: jnp.where(ok, n, c), new_carry, carry)
+        if ok is not None:  # a padding step leaves the carry as it was, a reset flag included
+            new_carry = jax.tree.map(lambda n, c: jnp.where(ok, n, c), new_carry, prev)
             y = jnp.where(ok, y, jnp.zeros_like(y))
         return new_carry, y
 
