@@ -93,7 +93,7 @@ HYPERPARAMETERS = {
     "lr_decay": (float, "lr multiplier per epoch after --decay-after"),
     "decay_after": (int, "epochs at the full learning rate"),
     "sample_length": (positive_int, "characters per sample"),
-    "max_chars": (int, "use only the first N characters of the text (none: all)"),
+    "max_chars": (int, "use only the first N characters of the text; None: all of it"),
 }
 SAMPLING = ("prompt", "temperature", "top_k", "top_p", "sample_length")
 """Flags that change only the samples: a finished run continued with --resume samples again."""

@@ -36,3 +36,23 @@ def test_help_shows_the_common_flags_and_defaults(name, capsys, monkeypatch):
     assert "random seed (default: 0)" in text
     for flag in ("--out", "--resume", "--seed", "--smoke", "--no-progress"):
         assert flag in text, flag
+
+
+def test_harness_plot_curves_and_count_params(tmp_path, capsys):
+    import numpy as np
+
+    import harness
+
+    args = harness.parse(harness.parser("toy.py", "A toy."), ["--out", str(tmp_path)])
+    with harness.start(args) as run:
+        (tmp_path / "metrics.jsonl").write_text("")
+        harness.plot_curves(run, "loss.png", key="loss")  # nothing to plot: says so
+        assert "(no loss.png: " in capsys.readouterr().out
+        assert not (tmp_path / "loss.png").exists()
+        (tmp_path / "metrics.jsonl").write_text(
+            '{"split": "train", "step": 1, "epoch": 0.5, "loss": 2.0}\n'
+            '{"split": "train", "step": 2, "epoch": 1.0, "loss": 1.5}\n')
+        harness.plot_curves(run, "loss.png", key="loss")
+        assert (tmp_path / "loss.png").stat().st_size > 0
+    params = {"w": np.zeros((3, 4)), "b": np.zeros(4), "layers": [np.zeros((2, 2))]}
+    assert harness.count_params(params) == 20
