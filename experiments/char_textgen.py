@@ -50,12 +50,9 @@ valid_bpc, baselines, text source, samples), checkpoints/. Exit codes: 2 for a b
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -64,10 +61,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import harness
 import jaxrnn
-from jaxrnn import sampling, train
+from harness import positive_float, positive_int, rate
+from jaxrnn import decoding as sampling
+from jaxrnn import train
 from jaxrnn.nn.language_model import LanguageModel
-from jaxrnn.train.cli import run_for_script
 
 UNK = "<unk>"
 DEFAULT_SOURCE = ("Python Language Reference topics (pydoc_data.topics, CPython {version} "
@@ -76,11 +75,29 @@ DEFAULT_SOURCE = ("Python Language Reference topics (pydoc_data.topics, CPython 
 # Sized for about 5 minutes on a 2-core CPU. Many small updates beat few large ones at this
 # budget (a 2-epoch pilot on 200k characters: batch 16 x bptt 32 reached valid bpc 2.07,
 # batch 32 x bptt 64 2.88), and the step time hardly grows with the hidden size there.
-DEFAULTS = dict(hidden_size=256, embed_size=64, num_layers=2, epochs=6, batch_size=16,
-                bptt=32, lr=3e-3, lr_decay=0.5, decay_after=3, sample_length=400,
-                max_chars=None)
-SMOKE = dict(hidden_size=32, embed_size=16, num_layers=2, epochs=2, batch_size=16, bptt=32,
-             lr=1e-2, lr_decay=0.5, decay_after=1, sample_length=80, max_chars=24_000)
+PRESETS: dict[str, dict] = {
+    "full": dict(hidden_size=256, embed_size=64, num_layers=2, epochs=6, batch_size=16,
+                 bptt=32, lr=3e-3, lr_decay=0.5, decay_after=3, sample_length=400,
+                 max_chars=None),
+    "smoke": dict(hidden_size=32, embed_size=16, num_layers=2, epochs=2, batch_size=16,
+                  bptt=32, lr=1e-2, lr_decay=0.5, decay_after=1, sample_length=80,
+                  max_chars=24_000),
+}
+HYPERPARAMETERS = {
+    "hidden_size": (positive_int, "LSTM size"),
+    "embed_size": (positive_int, "character embedding size"),
+    "num_layers": (positive_int, "stacked LSTM layers"),
+    "epochs": (positive_int, "passes over the training split"),
+    "batch_size": (positive_int, "parallel streams"),
+    "bptt": (positive_int, "characters per truncated-BPTT window"),
+    "lr": (positive_float, "Adam learning rate"),
+    "lr_decay": (float, "lr multiplier per epoch after --decay-after"),
+    "decay_after": (int, "epochs at the full learning rate"),
+    "sample_length": (positive_int, "characters per sample"),
+    "max_chars": (int, "use only the first N characters of the text; None: all of it"),
+}
+SAMPLING = ("prompt", "temperature", "top_k", "top_p", "sample_length")
+"""Flags that change only the samples: a finished run continued with --resume samples again."""
 
 
 def load_text(path: Path | None) -> tuple[str, str]:
@@ -179,89 +196,42 @@ def make_sampler(model: LanguageModel, length: int, temperature: float, top_k, t
     return sample
 
 
-def cheap_compiles() -> None:
-    """For --smoke: compiling dominates a seconds-long run, and XLA's CPU backend compiles 2-3x
-    faster at LLVM optimisation level 0. Only takes effect before JAX's first computation."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_optimization_level" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def parse_args(argv=None):
+    p = harness.parser(__file__, __doc__, fast_smoke_compiles=True,
+                       smoke="tiny model on the first 24,000 characters, < 30 s on a CPU (also "
+                             "compiles at XLA optimisation level 0)")
     p.add_argument("--text", type=Path, default=None,
                    help="UTF-8 text file to train on (default: the Python Language Reference "
                         "shipped with CPython, see below)")
-    p.add_argument("--out", type=Path, default=Path("runs/char_textgen"), help="output folder")
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny model on the first 24,000 characters, < 30 s on a CPU (also "
-                        "compiles at XLA optimisation level 0)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its latest checkpoint")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-chars", type=int, default=None,
-                   help="use only the first N characters of the text")
-    for name, kind, what in (("hidden_size", int, "LSTM size"),
-                             ("embed_size", int, "character embedding size"),
-                             ("num_layers", int, "stacked LSTM layers"),
-                             ("epochs", int, "passes over the training split"),
-                             ("batch_size", int, "parallel streams"),
-                             ("bptt", int, "characters per truncated-BPTT window"),
-                             ("lr", float, "Adam learning rate"),
-                             ("lr_decay", float, "lr multiplier per epoch after --decay-after"),
-                             ("decay_after", int, "epochs at the full learning rate"),
-                             ("sample_length", int, "characters per sample")):
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                       help=f"{what} (default {DEFAULTS[name]}; {SMOKE[name]} with --smoke)")
-    p.add_argument("--dropout", type=float, default=0.2,
+    harness.preset_flags(p, PRESETS, HYPERPARAMETERS)
+    p.add_argument("--dropout", type=rate, default=0.2,
                    help="dropout on the embedding output, between layers, before the softmax")
-    p.add_argument("--recurrent-dropout", type=float, default=0.2,
+    p.add_argument("--recurrent-dropout", type=rate, default=0.2,
                    help="variational dropout on h_{t-1} inside the LSTM")
     p.add_argument("--forget-bias", type=float, default=1.0,
                    help="offset on the LSTM forget gate (1: Keras's unit_forget_bias, as the "
                         "articles; Jozefowicz et al., 2015; 0: PyTorch)")
-    p.add_argument("--clip-norm", type=float, default=5.0, help="gradient clipping norm")
-    p.add_argument("--eval-batch-size", type=int, default=16,
+    p.add_argument("--clip-norm", type=positive_float, default=5.0,
+                   help="gradient clipping norm")
+    p.add_argument("--eval-batch-size", type=positive_int, default=16,
                    help="contiguous streams for validation/test bits per character")
     p.add_argument("--prompt", default="The ", help="text the samples continue")
     p.add_argument("--temperature", type=float, default=0.8,
                    help="sampling temperature (0: greedy, the argmax at every step)")
-    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest")
+    p.add_argument("--top-k", type=positive_int, default=None,
+                   help="sample among the k likeliest")
     p.add_argument("--top-p", type=float, default=None,
                    help="sample within the smallest set of probability >= p (nucleus)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
-    p = build_parser()
-    args = p.parse_args(argv)
-    preset = SMOKE if args.smoke else DEFAULTS
-    for name, value in preset.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    for name in ("hidden_size", "embed_size", "num_layers", "epochs", "batch_size", "bptt",
-                 "sample_length", "eval_batch_size"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    args = harness.parse(p, argv)
+    harness.fill_presets(args, PRESETS["smoke" if args.smoke else "full"], HYPERPARAMETERS)
     if args.max_chars is not None and args.max_chars < 1000:
         p.error(f"--max-chars must be >= 1000; got {args.max_chars}")
-    for name in ("dropout", "recurrent_dropout"):
-        if not 0.0 <= getattr(args, name) < 1.0:
-            p.error(f"--{name.replace('_', '-')} must lie in [0, 1); got {getattr(args, name)}")
-    if not args.lr > 0:
-        p.error(f"--lr must be > 0; got {args.lr}")
     if not 0.0 < args.lr_decay <= 1.0:
         p.error(f"--lr-decay must lie in (0, 1]; got {args.lr_decay}")
     if args.decay_after < 0:
         p.error(f"--decay-after must be >= 0; got {args.decay_after}")
     if args.temperature < 0:
         p.error(f"--temperature must be >= 0; got {args.temperature}")
-    if args.top_k is not None and args.top_k < 1:
-        p.error(f"--top-k must be >= 1; got {args.top_k}")
     if args.top_p is not None and not 0.0 < args.top_p <= 1.0:
         p.error(f"--top-p must lie in (0, 1]; got {args.top_p}")
     if not args.prompt:
@@ -273,8 +243,11 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
 
 def main(argv=None) -> int:
     args, parser = parse_args(argv)
-    if args.smoke:
-        cheap_compiles()
+    with harness.start(args, not_compared=SAMPLING) as run:
+        return experiment(args, parser, run)
+
+
+def experiment(args, parser, run) -> int:
     try:
         text, source = load_text(args.text)
     except (OSError, UnicodeDecodeError) as err:
@@ -302,24 +275,21 @@ def main(argv=None) -> int:
     vocab = len(alphabet)
     unk_held_out = int(sum(np.sum(ids[s] == 0) for s in ("valid", "test")))
 
-    args.out.mkdir(parents=True, exist_ok=True)
     cell = jaxrnn.LSTM(args.hidden_size, forget_bias=args.forget_bias)
     rnn = jaxrnn.StackedRNN(cell, num_layers=args.num_layers,
                             dropout=args.dropout, recurrent_dropout=args.recurrent_dropout)
     model = LanguageModel(vocab, rnn, embed_size=args.embed_size, dropout=args.dropout)
     params = jax.jit(model.init)(jax.random.PRNGKey(args.seed))
-    num_params = sum(int(np.size(x)) for x in jax.tree.leaves(params))
+    num_params = harness.count_params(params)
     stream = train.batchify(ids["train"], args.batch_size)
     steps_per_epoch = train.num_windows(stream, args.bptt)
     schedule = train.epoch_decay(args.lr, args.lr_decay, args.decay_after, steps_per_epoch)
     optimizer = train.make_optimizer("adam", schedule, clip_norm=args.clip_norm)
     text_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    config |= {"source": source, "text_sha256": text_sha256, "chars": n, "vocab_size": vocab,
-               "num_params": num_params, "steps_per_epoch": steps_per_epoch,
-               "jax_version": jax.__version__, "backend": jax.default_backend()}
-    (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    run.write_config({"source": source, "text_sha256": text_sha256, "chars": n,
+                      "vocab_size": vocab, "num_params": num_params,
+                      "steps_per_epoch": steps_per_epoch})
     print(f"text: {source}\n  {n:,} characters (of {full_chars:,}), alphabet {vocab} "
           f"(with {UNK}; {unk_held_out} held-out characters unseen in training); "
           f"{num_params:,} parameters, {steps_per_epoch} steps/epoch, {args.epochs} epochs")
@@ -342,7 +312,7 @@ def main(argv=None) -> int:
     prompt = jnp.asarray(encode(args.prompt, index)[None, :])
     setting = (f"temperature {args.temperature}, top-k {args.top_k}, top-p {args.top_p}, "
                f"prompt {args.prompt!r}")
-    samples_file = args.out / "samples.txt"
+    samples_file = run.out / "samples.txt"
 
     def decode(tokens) -> str:
         return "".join(alphabet[i] if i else "?" for i in np.asarray(tokens).tolist())
@@ -362,21 +332,19 @@ def main(argv=None) -> int:
 
     zeros = model.initial_state(params, args.batch_size)
     state = train.TrainState.create(params, optimizer, seed=args.seed, carry=zeros)
-    result = run_for_script(
+    result = harness.fit(
+        run,
         state=state,
         train_step=train.make_train_step(loss_fn, optimizer),
         get_batch=lambda epoch, index: train.get_window(stream, index, args.bptt),
         steps_per_epoch=steps_per_epoch,
         num_epochs=args.epochs,
-        out_dir=args.out,
-        resume=args.resume,
         on_epoch_start=lambda s, epoch: s._replace(
             carry=model.initial_state(s.params, args.batch_size)),
         evaluate_fn=valid_and_sample,
         log_every=max(1, min(100, steps_per_epoch // 5)),
         tokens_per_step=tokens_per_step,
         extra_metrics=train.lr_metric(schedule),
-        progress=False if args.no_progress else None,
     )
     if isinstance(result, int):
         return result
@@ -401,7 +369,7 @@ def main(argv=None) -> int:
         print(f"--- final sample ({title}):\n{body}\n---")
         write_sample(f"final, {title}", body)
     train_bpc = summary["last"].get("train_epoch", {}).get("bpc")
-    results = {
+    run.write_results({
         "test_bpc": test["bpc"],
         "valid_bpc": valid["bpc"],
         "train_bpc": train_bpc,
@@ -420,13 +388,8 @@ def main(argv=None) -> int:
         "final_eval_s": eval_s,
         "samples": final,
         "smoke": args.smoke,
-    }
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    try:
-        train.plot_curves(args.out / "metrics.jsonl", args.out / "bpc.png", key="bpc",
-                          title="bits per character")
-    except ValueError as err:  # e.g. a resumed run with nothing new to plot
-        print(f"(no plot: {err})")
+    })
+    harness.plot_curves(run, "bpc.png", key="bpc", title="bits per character")
     print(f"test bpc {test['bpc']:.3f}   (valid {valid['bpc']:.3f}; baselines on the same "
           f"split: unigram {baselines['unigram_bpc']:.3f}, {baselines['ngram_order']}-gram "
           f"{baselines['ngram_bpc']:.3f}; lower is better)")
@@ -434,5 +397,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    train.reexec_with_allocator_settings()  # reuse freed host memory: jaxrnn/train/host.py
-    sys.exit(main())
+    harness.main(main)

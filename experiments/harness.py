@@ -525,3 +525,39 @@ def check_cells(p: argparse.ArgumentParser, specs: Iterable[str], flag: str = "-
                     f"{', '.join(variants.names())}, or module:attr naming a cell class or "
                     "factory")
     return specs
+
+
+# ------------------------------------------------------------------------ training, plots
+
+
+def fit(run: Run, **kwargs: Any) -> tuple[Any, dict[str, Any]] | int:
+    """:func:`run_for_script` into the run's folder: ``out_dir`` is ``run.out``, ``resume``
+    is ``--resume``, and ``--no-progress`` turns the progress bar off; every other keyword
+    argument is :func:`jaxrnn.train.run_training`'s.
+
+    Returns:
+      ``(state, summary)``, or the exit code after the reason was printed (3 for a
+      non-finite loss).
+    """
+    args = run.args
+    kwargs.setdefault("progress", False if getattr(args, "no_progress", False) else None)
+    return run_for_script(out_dir=run.out, resume=bool(args.resume), **kwargs)
+
+
+def plot_curves(run: Run, name: str, **kwargs: Any) -> None:
+    """Plots the run's ``metrics.jsonl`` into ``<out>/<name>`` (keyword arguments as
+    :func:`jaxrnn.train.plot_curves`); a log with nothing to plot (a resumed run that had
+    already finished) prints why instead of failing."""
+    from jaxrnn import train
+
+    try:
+        train.plot_curves(run.out / "metrics.jsonl", run.out / name, **kwargs)
+    except ValueError as err:
+        print(f"(no {name}: {err})")
+
+
+def count_params(params: Any) -> int:
+    """The number of scalars in a parameter tree."""
+    import jax
+
+    return sum(int(np.size(leaf)) for leaf in jax.tree.leaves(params))

@@ -34,9 +34,7 @@ missing data (no internet and no --data-dir), 3 for a non-finite loss.
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import sys
 import time
 from pathlib import Path
@@ -46,11 +44,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import harness
 import jaxrnn
+from harness import positive_float, positive_int, rate
 from jaxrnn import train
 from jaxrnn.data import DataError
 from jaxrnn.data.imdb import IMDB_URL, load_imdb, make_text_classification, synthetic_reviews
-from jaxrnn.train.cli import positive_float, positive_int, rate, run_for_script
 
 TARGET = 0.87  # test accuracy on IMDB
 PRESETS: dict[str, dict] = {
@@ -61,56 +60,50 @@ PRESETS: dict[str, dict] = {
     "smoke": dict(max_vocab=400, max_len=64, embed_size=16, hidden_size=16, epochs=2,
                   batch_size=32, lr=1e-2, dropout=0.1, pad_multiple=64),
 }
-HYPERPARAMETERS = ("max_vocab", "max_len", "embed_size", "hidden_size", "epochs", "batch_size",
-                   "lr", "dropout", "pad_multiple")
+HYPERPARAMETERS = {
+    "max_vocab": (positive_int, "vocabulary size, <pad>/<unk> included"),
+    "max_len": (positive_int, "keep at most this many (last) words"),
+    "embed_size": (positive_int, "word embedding size"),
+    "hidden_size": (positive_int, "LSTM size per direction"),
+    "epochs": (positive_int, "passes over the training reviews"),
+    "batch_size": (positive_int, "reviews per update"),
+    "lr": (positive_float, "peak AdamW learning rate (cosine decay)"),
+    "dropout": (rate, "on the embeddings and before the classifier"),
+    "pad_multiple": (positive_int, "batches are padded to a multiple of this many steps"),
+}
 SYNTHETIC_SIZES = {"synthetic": (4000, 2000), "smoke": (1200, 400)}
 NUM_CLASSES = 2
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def parse_args(argv=None):
+    p = harness.parser(__file__, __doc__, smoke="generated data, tiny model, 2 epochs: seconds")
     p.add_argument("--dataset", choices=["imdb", "synthetic"], default=None,
                    help="imdb (default; downloaded) or generated reviews (default with --smoke)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="folder holding aclImdb_v1.tar.gz or the extracted aclImdb/ folder")
     p.add_argument("--url", default=IMDB_URL, help="where to download aclImdb_v1.tar.gz from")
-    p.add_argument("--out", type=Path, default=Path("runs/sentiment"), help="output folder")
-    p.add_argument("--smoke", action="store_true",
-                   help="generated data, tiny model, 2 epochs: seconds")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-vocab", type=positive_int, help="vocabulary size, <pad>/<unk> included")
-    p.add_argument("--max-len", type=positive_int, help="keep at most this many (last) words")
     p.add_argument("--truncate", choices=["tail", "head"], default="tail",
                    help="keep the end (tail) or the beginning (head) of long reviews")
-    p.add_argument("--embed-size", type=positive_int)
-    p.add_argument("--hidden-size", type=positive_int, help="per direction")
-    p.add_argument("--num-layers", type=positive_int, default=1)
-    p.add_argument("--pool", choices=["max", "mean", "last"], default="max")
-    p.add_argument("--dropout", type=rate, help="on the embeddings and before the classifier")
+    p.add_argument("--num-layers", type=positive_int, default=1,
+                   help="stacked bidirectional layers")
+    p.add_argument("--pool", choices=["max", "mean", "last"], default="max",
+                   help="pooling of the outputs over the valid steps")
     p.add_argument("--recurrent-dropout", type=rate, default=0.0,
                    help="variational dropout on h_{t-1} (Gal & Ghahramani 2016)")
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=positive_float, help="peak AdamW learning rate (cosine decay)")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--clip-norm", type=positive_float, default=5.0)
-    p.add_argument("--pad-multiple", type=positive_int,
-                   help="batches are padded to a multiple of this many steps")
-    p.add_argument("--eval-batch-size", type=positive_int, default=250)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
+    p.add_argument("--weight-decay", type=float, default=1e-4,
+                   help="decoupled weight decay (AdamW)")
+    p.add_argument("--clip-norm", type=positive_float, default=5.0,
+                   help="gradient clipping at this global norm")
+    p.add_argument("--eval-batch-size", type=positive_int, default=250,
+                   help="reviews per evaluation batch")
+    harness.preset_flags(p, PRESETS, HYPERPARAMETERS)
+    args = harness.parse(p, argv)
     if args.smoke and args.dataset == "imdb":
         p.error("--smoke runs on generated data (--dataset synthetic); drop --dataset imdb")
     if args.dataset is None:
         args.dataset = "synthetic" if args.smoke else "imdb"
-    preset = PRESETS["smoke" if args.smoke else args.dataset]
-    for name in HYPERPARAMETERS:
-        if getattr(args, name) is None:
-            setattr(args, name, preset[name])
+    harness.fill_presets(args, PRESETS["smoke" if args.smoke else args.dataset],
+                         HYPERPARAMETERS)
     if args.max_vocab < 3:
         p.error(f"--max-vocab must be >= 3 (<pad>, <unk> and one word); got {args.max_vocab}")
     return args
@@ -135,13 +128,10 @@ def build_model(args, vocab_size: int):
 
     def init(key):
         k_embed, k_rnn, k_head = jax.random.split(key, 3)
-        bound = 1.0 / np.sqrt(rnn.output_size)
         return {
             "embed": 0.1 * jax.random.normal(k_embed, (vocab_size, args.embed_size), jnp.float32),
             "rnn": rnn.init(k_rnn, args.embed_size),
-            "head": {"w": jax.random.uniform(k_head, (rnn.output_size, NUM_CLASSES), jnp.float32,
-                                             -bound, bound),
-                     "b": jnp.zeros((NUM_CLASSES,), jnp.float32)},
+            "head": harness.dense_init(k_head, rnn.output_size, NUM_CLASSES),
         }
 
     def apply(params, ids, lengths, key=None, train=False):
@@ -161,7 +151,7 @@ def build_model(args, vocab_size: int):
             pooled = jnp.concatenate([last[:, :hidden], ys[:, 0, hidden:]], axis=-1)
         if train:
             pooled = jaxrnn.dropout(keys[2], args.dropout, pooled[:, None])[:, 0]
-        return pooled @ params["head"]["w"] + params["head"]["b"][None, :]
+        return harness.dense(params["head"], pooled)
 
     return init, apply
 
@@ -239,6 +229,11 @@ def plot_by_length(path: Path, lengths: np.ndarray, correct: np.ndarray, title: 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    with harness.start(args) as run:
+        return experiment(args, run)
+
+
+def experiment(args, run) -> int:
     try:
         data = load_data(args)
     except DataError as err:
@@ -264,13 +259,9 @@ def main(argv=None) -> int:
     optimizer = train.make_optimizer("adamw", schedule, clip_norm=args.clip_norm,
                                      weight_decay=args.weight_decay)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    config |= {"vocab_size": vocab_size, "steps_per_epoch": steps_per_epoch,
-               "train_reviews": int(fit.size), "valid_reviews": int(held.size),
-               "test_reviews": int(data.test_ids.shape[0]),
-               "jax_version": jax.__version__, "backend": jax.default_backend()}
-    (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    run.write_config({"vocab_size": vocab_size, "steps_per_epoch": steps_per_epoch,
+                      "train_reviews": fit.size, "valid_reviews": held.size,
+                      "test_reviews": data.test_ids.shape[0]})
     unk = float(np.mean(data.test_ids[data.test_ids > 0] == 1))
     print(f"{args.dataset}: {fit.size}/{held.size}/{data.test_ids.shape[0]} train/valid/test "
           f"reviews, vocabulary {vocab_size} (from the training split; {unk:.1%} of test words "
@@ -309,13 +300,11 @@ def main(argv=None) -> int:
 
     state = train.TrainState.create(jax.jit(init)(jax.random.PRNGKey(args.seed)), optimizer,
                                     seed=args.seed)
-    result = run_for_script(
-        state=state, train_step=train.make_train_step(loss_fn, optimizer),
+    result = harness.fit(
+        run, state=state, train_step=train.make_train_step(loss_fn, optimizer),
         get_batch=get_batch, steps_per_epoch=steps_per_epoch, num_epochs=args.epochs,
-        out_dir=args.out, resume=args.resume, evaluate_fn=validate,
-        ckpt_every=500, log_every=max(min(steps_per_epoch // 4, 100), 1),
-        extra_metrics=train.lr_metric(schedule),
-        progress=False if args.no_progress else None, verbose=False,
+        evaluate_fn=validate, ckpt_every=500, log_every=max(min(steps_per_epoch // 4, 100), 1),
+        extra_metrics=train.lr_metric(schedule), verbose=False,
     )
     if isinstance(result, int):
         return result
@@ -327,7 +316,7 @@ def main(argv=None) -> int:
         args.pad_multiple))
     valid = summary["last"].get("valid", {})
     target = TARGET if args.dataset == "imdb" else None
-    results = {
+    run.write_results({
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "valid_accuracy": valid.get("accuracy"),
@@ -341,17 +330,13 @@ def main(argv=None) -> int:
         "wall_s": summary.get("wall_s"),
         "final_eval_s": time.perf_counter() - t0,
         "smoke": args.smoke,
-    }
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot_by_length(args.out / "accuracy_by_length.png", test["lengths"],
+    })
+    plot_by_length(run.out / "accuracy_by_length.png", test["lengths"],
                    test["correct"].astype(np.float64),
                    f"{args.dataset}: test accuracy {test['accuracy']:.4f} by review length")
     for key in ("accuracy", "loss"):
-        try:
-            train.plot_curves(args.out / "metrics.jsonl", args.out / f"{key}.png", key=key,
-                              splits=("train", "valid"), title=f"{args.dataset}: {key}")
-        except ValueError as err:
-            print(f"(no {key} plot: {err})")
+        harness.plot_curves(run, f"{key}.png", key=key, splits=("train", "valid"),
+                            title=f"{args.dataset}: {key}")
     shown = f"   (target on IMDB: >= {TARGET})" if target is not None else (
         "   (generated data; the IMDB target is >= 0.87)")
     print(f"test accuracy {test['accuracy']:.4f} on {data.test_ids.shape[0]} reviews{shown}")
@@ -359,5 +344,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    train.reexec_with_allocator_settings()  # reuse freed host memory: jaxrnn/train/host.py
-    sys.exit(main())
+    harness.main(main)

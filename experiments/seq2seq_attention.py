@@ -46,13 +46,9 @@ checkpoints/. Exit code 3 for a non-finite loss.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import functools
-import json
-import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -61,10 +57,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import harness
 import jaxrnn
-from jaxrnn import attention, sampling, train
+from harness import positive_float, positive_int
+from jaxrnn import decoding as sampling
+from jaxrnn import train
+from jaxrnn.nn import attention
 from jaxrnn.nn.language_model import token_cross_entropy
-from jaxrnn.train.cli import run_for_script
 
 TARGET = 0.99
 
@@ -224,8 +223,7 @@ class Seq2Seq:
             "encoder": self.encoder.init(keys[2], e),
             "decoder": self.decoder.init(keys[3], e + h2),
             "combine": jax.random.normal(keys[4], (h2, 2 * h2), jnp.float32) / np.sqrt(2 * h2),
-            "out_w": jax.random.normal(keys[5], (v_out, h2), jnp.float32) / np.sqrt(h2),
-            "out_b": jnp.zeros((v_out,), jnp.float32),
+            "out": harness.dense_init(keys[5], h2, v_out, distribution="normal"),
         }
         if self.kind == "bahdanau":
             params["attention"] = attention.init_additive(
@@ -266,7 +264,7 @@ class Seq2Seq:
                                        jnp.concatenate([emb, state.feed], axis=-1))
             context, weights = jax.vmap(attention.dot_attention)(h, state.memory, state.mask)
         out = jnp.tanh(jnp.concatenate([context, h], axis=-1) @ params["combine"].T)
-        logits = out @ params["out_w"].T + params["out_b"][None, :]
+        logits = harness.dense(params["out"], out)
         return state._replace(rnn=rnn, feed=out, weights=weights), logits
 
     def teacher_forced(self, params, src, lengths, tgt_in):
@@ -386,50 +384,49 @@ def predicted_inputs(predictions: list[str]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Command line.
 
-DEFAULTS = dict(train_size=20_000, valid_size=1000, test_size=2000, hidden_size=64,
-                embed_size=32, attention_size=64, epochs=4, batch_size=64, lr=3e-3)
-SMOKE = dict(train_size=768, valid_size=64, test_size=128, hidden_size=16, embed_size=8,
-             attention_size=16, epochs=2, batch_size=64, lr=1e-2)
+PRESETS: dict[str, dict] = {
+    "full": dict(train_size=20_000, valid_size=1000, test_size=2000, hidden_size=64,
+                 embed_size=32, attention_size=64, epochs=4, batch_size=64, lr=3e-3),
+    "smoke": dict(train_size=768, valid_size=64, test_size=128, hidden_size=16, embed_size=8,
+                  attention_size=16, epochs=2, batch_size=64, lr=1e-2),
+}
+HYPERPARAMETERS = {
+    "train_size": (positive_int, "training examples"),
+    "valid_size": (positive_int, "validation examples"),
+    "test_size": (positive_int, "test examples"),
+    "hidden_size": (positive_int, "encoder LSTM size per direction (the decoder has twice)"),
+    "embed_size": (positive_int, "character embedding size"),
+    "attention_size": (positive_int, "Bahdanau attention's hidden size"),
+    "epochs": (positive_int, "passes over the training examples"),
+    "batch_size": (positive_int, "examples per update"),
+    "lr": (positive_float, "learning rate"),
+}
+DECODING = ("beam_size", "length_penalty", "translate")
+"""Flags that change only the final decoding, never the training."""
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def parse_args(argv=None):
+    p = harness.parser(__file__, __doc__, fast_smoke_compiles=True,
+                       smoke="tiny run, < 30 s on a CPU (also compiles at XLA optimisation "
+                             "level 0)")
     p.add_argument("--attention", choices=["bahdanau", "luong"], default="bahdanau",
                    help="bahdanau: additive score on s_{i-1}; luong: dot score on s_i")
-    p.add_argument("--out", type=Path, default=Path("runs/seq2seq_attention"))
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny run, < 30 s on a CPU (also compiles at XLA optimisation level 0)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--seed", type=int, default=0, help="data and initialisation seed")
-    for name, kind in (("train_size", int), ("valid_size", int), ("test_size", int),
-                       ("hidden_size", int), ("embed_size", int), ("attention_size", int),
-                       ("epochs", int), ("batch_size", int), ("lr", float)):
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None,
-                       help=f"default {DEFAULTS[name]} ({SMOKE[name]} with --smoke)")
+    harness.preset_flags(p, PRESETS, HYPERPARAMETERS)
     p.add_argument("--beam-size", type=int, default=4, help="beam width for beam search")
     p.add_argument("--length-penalty", type=float, default=0.0,
                    help="alpha of Wu et al. (2016)'s length penalty (0: none)")
-    p.add_argument("--clip-norm", type=float, default=1.0, help="gradient clipping norm")
-    p.add_argument("--optimizer", default="adam", choices=sorted(train.OPTIMIZERS))
+    p.add_argument("--clip-norm", type=positive_float, default=1.0,
+                   help="gradient clipping norm")
+    p.add_argument("--optimizer", default="adam", choices=sorted(train.OPTIMIZERS),
+                   help="optax optimizer")
     p.add_argument("--translate", action="append", default=[], metavar="TEXT",
                    help="also translate this date string at the end (repeatable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    preset = SMOKE if args.smoke else DEFAULTS
-    for name, value in preset.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    for name in ("train_size", "valid_size", "test_size", "hidden_size", "embed_size",
-                 "attention_size", "epochs", "batch_size", "beam_size"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+    args = harness.parse(p, argv)
+    harness.fill_presets(args, PRESETS["smoke" if args.smoke else "full"], HYPERPARAMETERS)
+    if args.beam_size < 1:
+        p.error(f"--beam-size must be >= 1; got {args.beam_size}")
     if args.batch_size > args.train_size:
         p.error(f"--batch-size {args.batch_size} is larger than --train-size {args.train_size}")
-    if not args.lr > 0:
-        p.error(f"--lr must be > 0; got {args.lr}")
     if args.length_penalty < 0:
         p.error(f"--length-penalty must be >= 0; got {args.length_penalty}")
     bad = sorted({c for t in args.translate for c in t if c not in SRC_INDEX})
@@ -438,19 +435,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def cheap_compiles() -> None:
-    """For --smoke: compiling dominates a seconds-long run, and XLA's CPU backend compiles 2-3x
-    faster at LLVM optimisation level 0. Only takes effect before JAX's first computation."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_optimization_level" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.smoke:
-        cheap_compiles()
-    args.out.mkdir(parents=True, exist_ok=True)
+    with harness.start(args, not_compared=DECODING) as run:
+        return experiment(args, run)
+
+
+def experiment(args, run) -> int:
     rng = np.random.default_rng(args.seed)
     train_ex = draw_dates(rng, args.train_size)
     train_texts = {t for t, _, _ in train_ex}
@@ -463,15 +454,12 @@ def main(argv=None) -> int:
             "test": make_split(held_out[args.valid_size:], width)}
     model = Seq2Seq(args.hidden_size, args.embed_size, args.attention_size, args.attention)
     params = jax.jit(model.init)(jax.random.PRNGKey(args.seed))
-    num_params = sum(int(np.size(x)) for x in jax.tree.leaves(params))
+    num_params = harness.count_params(params)
     steps_per_epoch = args.train_size // args.batch_size
     optimizer = train.make_optimizer(args.optimizer, args.lr, clip_norm=args.clip_norm)
 
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    config |= {"num_params": num_params, "source_width": width, "formats": FORMATS,
-               "steps_per_epoch": steps_per_epoch, "jax_version": jax.__version__,
-               "backend": jax.default_backend()}
-    (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    run.write_config({"num_params": num_params, "source_width": width, "formats": FORMATS,
+                      "steps_per_epoch": steps_per_epoch})
     print(f"dates -> ISO: {args.train_size} train / {args.valid_size} valid / {args.test_size} "
           f"test examples, {len(FORMATS)} formats, inputs up to {width} chars; {args.attention} "
           f"attention, {num_params:,} parameters, {steps_per_epoch} steps/epoch")
@@ -506,18 +494,16 @@ def main(argv=None) -> int:
         return {"loss": mean_nll(logits, split.tgt_out), "exact_match_greedy": em}
 
     state = train.TrainState.create(params, optimizer, seed=args.seed)
-    result = run_for_script(
+    result = harness.fit(
+        run,
         state=state,
         train_step=train.make_train_step(loss_fn, optimizer),
         get_batch=get_batch,
         steps_per_epoch=steps_per_epoch,
         num_epochs=args.epochs,
-        out_dir=args.out,
-        resume=args.resume,
         evaluate_fn=valid_metrics,
         log_every=max(1, min(100, steps_per_epoch // 4)),
         tokens_per_step=args.batch_size * TGT_LEN,
-        progress=False if args.no_progress else None,
     )
     if isinstance(result, int):
         return result
@@ -541,7 +527,7 @@ def main(argv=None) -> int:
     errors = [{"input": test.texts[i], "target": test.isos[i], "beam": by_beam[i],
                "greedy": by_greedy[i]}
               for i in range(len(test.texts)) if by_beam[i] != test.isos[i]][:20]
-    results = {
+    run.write_results({
         "exact_match": em_beam,
         "exact_match_greedy": em_greedy,
         "exact_match_beam": em_beam,
@@ -557,8 +543,7 @@ def main(argv=None) -> int:
         "wall_s": summary["wall_s"],
         "decode_s": eval_s,
         "smoke": args.smoke,
-    }
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    })
     # held-out examples of different formats, replayed on the model's own beam output, so
     # each row is the attention the decoder used for that output character
     shown = ["A, B d, Y", "the o of B, Y", "m/d/Y", "dd.mm.Y"]
@@ -568,11 +553,8 @@ def main(argv=None) -> int:
     sub = make_split([(test.texts[i], test.isos[i], int(test.formats[i])) for i in picks], width)
     _, weights = teacher_forced_all(teacher_forced, state.params, sub,
                                     predicted_inputs([by_beam[i] for i in picks]), eval_size)
-    plot_attention(args.attention, test, by_beam, weights, picks, args.out / "attention.png")
-    try:
-        train.plot_curves(args.out / "metrics.jsonl", args.out / "loss.png", key="loss")
-    except ValueError as err:
-        print(f"(no loss plot: {err})")
+    plot_attention(args.attention, test, by_beam, weights, picks, run.out / "attention.png")
+    harness.plot_curves(run, "loss.png", key="loss")
     if args.translate:
         outputs = decode_all(beam, state.params, make_split(
             [(t, "0000-00-00", 0) for t in args.translate], width), eval_size)
@@ -586,5 +568,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    train.reexec_with_allocator_settings()  # reuse freed host memory: jaxrnn/train/host.py
-    sys.exit(main())
+    harness.main(main)

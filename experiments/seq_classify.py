@@ -35,8 +35,6 @@ download included), 3 for a non-finite loss.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -46,10 +44,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import harness
 import jaxrnn
+from harness import fraction, positive_float, positive_int, rate
 from jaxrnn import train
 from jaxrnn.data import DataError, load_digits_dataset, load_mnist
-from jaxrnn.train.cli import fraction, positive_float, positive_int, rate, run_for_script
 
 CELLS = {"lstm": lambda size: jaxrnn.LSTM(size, forget_bias=1.0), "gru": jaxrnn.GRU}
 
@@ -64,45 +63,40 @@ PRESETS: dict[str, dict] = {
     "smoke": dict(hidden_size=32, num_layers=1, epochs=2, batch_size=64, lr=1e-2, dropout=0.1,
                   recurrent_dropout=0.1, weight_decay=0.0, target=None),
 }
-HYPERPARAMETERS = ("hidden_size", "num_layers", "epochs", "batch_size", "lr", "dropout",
-                   "recurrent_dropout", "weight_decay")
+HYPERPARAMETERS = {
+    "hidden_size": (positive_int, "recurrent state size"),
+    "num_layers": (positive_int, "stacked layers"),
+    "epochs": (positive_int, "passes over the training images"),
+    "batch_size": (positive_int, "images per update"),
+    "lr": (positive_float, "peak AdamW learning rate (cosine decay)"),
+    "dropout": (rate, "on the last output (and between layers)"),
+    "recurrent_dropout": (rate, "variational dropout on h_{t-1} (Gal & Ghahramani 2016)"),
+    "weight_decay": (float, "decoupled weight decay (AdamW)"),
+}
 NUM_CLASSES = 10
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--dataset", choices=["digits", "mnist", "fashion_mnist"], default="digits")
+def parse_args(argv=None):
+    p = harness.parser(__file__, __doc__, smoke="tiny model, 2 epochs: seconds")
+    p.add_argument("--dataset", choices=["digits", "mnist", "fashion_mnist"], default="digits",
+                   help="the images to classify (see below)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="mnist/fashion_mnist: folder already holding the four .gz idx files")
-    p.add_argument("--out", type=Path, default=Path("runs/seq_classify"), help="output folder")
-    p.add_argument("--smoke", action="store_true", help="tiny model, 2 epochs: seconds")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cell", choices=sorted(CELLS), default="lstm")
-    p.add_argument("--hidden-size", type=positive_int)
-    p.add_argument("--num-layers", type=positive_int)
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=positive_float, help="peak AdamW learning rate (cosine decay)")
-    p.add_argument("--clip-norm", type=positive_float, default=5.0)
-    p.add_argument("--dropout", type=rate, help="on the last output (and between layers)")
-    p.add_argument("--recurrent-dropout", type=rate,
-                   help="variational dropout on h_{t-1} (Gal & Ghahramani 2016)")
-    p.add_argument("--weight-decay", type=float, help="decoupled weight decay (AdamW)")
+    p.add_argument("--cell", choices=sorted(CELLS), default="lstm", help="recurrent cell")
+    harness.preset_flags(p, PRESETS, HYPERPARAMETERS)
+    p.add_argument("--clip-norm", type=positive_float, default=5.0,
+                   help="gradient clipping at this global norm")
     p.add_argument("--valid-fraction", type=fraction, default=0.1,
                    help="share of the training images held out for validation")
-    p.add_argument("--eval-batch-size", type=positive_int, default=500)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    preset = PRESETS["smoke" if args.smoke else args.dataset]
-    for name in HYPERPARAMETERS:
-        if getattr(args, name) is None:
-            setattr(args, name, preset[name])
-    args.target = preset["target"]
+    p.add_argument("--eval-batch-size", type=positive_int, default=500,
+                   help="images per evaluation batch")
+    args = harness.parse(p, argv)
+    harness.fill_presets(args, PRESETS[preset_name(args)], HYPERPARAMETERS)
     return args
+
+
+def preset_name(args) -> str:
+    return "smoke" if args.smoke else args.dataset
 
 
 def load_data(args):
@@ -125,11 +119,8 @@ def build_model(args, row_size: int):
 
     def init(key):
         k_rnn, k_head = jax.random.split(key)
-        bound = 1.0 / np.sqrt(rnn.output_size)
         return {"rnn": rnn.init(k_rnn, row_size),
-                "head": {"w": jax.random.uniform(k_head, (rnn.output_size, NUM_CLASSES),
-                                                 jnp.float32, -bound, bound),
-                         "b": jnp.zeros((NUM_CLASSES,), jnp.float32)}}
+                "head": harness.dense_init(k_head, rnn.output_size, NUM_CLASSES)}
 
     def apply(params, images, key=None, train=False):
         """images [B, rows, cols] -> logits [B, 10]: rows are the time steps."""
@@ -138,7 +129,7 @@ def build_model(args, row_size: int):
         last = ys[:, -1:]  # [B, 1, H]: the output after the last row
         if train:
             last = jaxrnn.dropout(k_out, args.dropout, last)
-        return last[:, 0] @ params["head"]["w"] + params["head"]["b"][None, :]
+        return harness.dense(params["head"], last[:, 0])
 
     return init, apply
 
@@ -195,6 +186,11 @@ def plot_confusion(path: Path, confusion: np.ndarray, title: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    with harness.start(args) as run:
+        return experiment(args, run)
+
+
+def experiment(args, run) -> int:
     try:
         data = load_data(args)
     except DataError as err:
@@ -213,13 +209,8 @@ def main(argv=None) -> int:
     schedule = optax.cosine_decay_schedule(args.lr, steps_per_epoch * args.epochs, alpha=0.02)
     optimizer = train.make_optimizer("adamw", schedule, clip_norm=args.clip_norm,
                                      weight_decay=args.weight_decay)
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    config |= {"steps_per_epoch": steps_per_epoch, "train_images": int(train_x.shape[0]),
-               "valid_images": int(valid_x.shape[0]), "test_images": int(data.test_x.shape[0]),
-               "jax_version": jax.__version__, "backend": jax.default_backend()}
-    (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    run.write_config({"steps_per_epoch": steps_per_epoch, "train_images": train_x.shape[0],
+                      "valid_images": valid_x.shape[0], "test_images": data.test_x.shape[0]})
     print(f"{args.dataset}: {train_x.shape[0]}/{valid_x.shape[0]}/{data.test_x.shape[0]} "
           f"train/valid/test images read as {rows} steps of {cols} pixels; "
           f"{args.cell} {args.num_layers}x{args.hidden_size}, {steps_per_epoch} steps/epoch, "
@@ -253,13 +244,11 @@ def main(argv=None) -> int:
 
     state = train.TrainState.create(jax.jit(init)(jax.random.PRNGKey(args.seed)), optimizer,
                                     seed=args.seed)
-    result = run_for_script(
-        state=state, train_step=train.make_train_step(loss_fn, optimizer),
+    result = harness.fit(
+        run, state=state, train_step=train.make_train_step(loss_fn, optimizer),
         get_batch=get_batch, steps_per_epoch=steps_per_epoch, num_epochs=args.epochs,
-        out_dir=args.out, resume=args.resume, evaluate_fn=validate,
-        log_every=max(steps_per_epoch // 4, 1),
-        extra_metrics=train.lr_metric(schedule),
-        progress=False if args.no_progress else None, verbose=False,
+        evaluate_fn=validate, log_every=max(steps_per_epoch // 4, 1),
+        extra_metrics=train.lr_metric(schedule), verbose=False,
     )
     if isinstance(result, int):
         return result
@@ -271,12 +260,13 @@ def main(argv=None) -> int:
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
     np.add.at(confusion, (data.test_y, test["predicted"]), 1)
     valid = summary["last"].get("valid", {})
-    results = {
+    target = PRESETS[preset_name(args)]["target"]
+    run.write_results({
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "valid_accuracy": valid.get("accuracy"),
         "train_accuracy": summary["last"].get("train_epoch", {}).get("accuracy"),
-        "target": args.target,
+        "target": target,
         "dataset": args.dataset,
         "cell": args.cell,
         "hidden_size": args.hidden_size,
@@ -286,21 +276,16 @@ def main(argv=None) -> int:
         "wall_s": summary.get("wall_s"),
         "final_eval_s": time.perf_counter() - t0,
         "smoke": args.smoke,
-    }
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot_confusion(args.out / "confusion.png", confusion,
+    })
+    plot_confusion(run.out / "confusion.png", confusion,
                    f"{args.dataset} test: accuracy {test['accuracy']:.4f}")
     for key in ("accuracy", "loss"):
-        try:
-            train.plot_curves(args.out / "metrics.jsonl", args.out / f"{key}.png", key=key,
-                              splits=("train", "valid"), title=f"{args.dataset}: {key}")
-        except ValueError as err:
-            print(f"(no {key} plot: {err})")
-    target = f"   (target: >= {args.target})" if args.target is not None else ""
-    print(f"test accuracy {test['accuracy']:.4f} on {data.test_x.shape[0]} images{target}")
+        harness.plot_curves(run, f"{key}.png", key=key, splits=("train", "valid"),
+                            title=f"{args.dataset}: {key}")
+    shown = f"   (target: >= {target})" if target is not None else ""
+    print(f"test accuracy {test['accuracy']:.4f} on {data.test_x.shape[0]} images{shown}")
     return 0
 
 
 if __name__ == "__main__":
-    train.reexec_with_allocator_settings()  # reuse freed host memory: jaxrnn/train/host.py
-    sys.exit(main())
+    harness.main(main)

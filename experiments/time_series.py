@@ -37,8 +37,6 @@ loss.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -48,7 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import harness
 import jaxrnn
+from harness import positive_float, positive_int
 from jaxrnn import train
 from jaxrnn.data import DataError
 from jaxrnn.data.series import (
@@ -58,48 +58,38 @@ from jaxrnn.data.series import (
     seasonal_naive_forecast,
     sliding_windows,
 )
-from jaxrnn.train.cli import positive_float, positive_int, run_for_script
 
-# Per-series defaults; --smoke shrinks them (see parse_args).
+# Per-series defaults, and --smoke's.
 PRESETS: dict[str, dict] = {
     "co2": dict(input_len=104, horizon=12, hidden_size=64, num_layers=1, epochs=40,
                 batch_size=64, lr=3e-3),
     "sunspots": dict(input_len=33, horizon=5, hidden_size=32, num_layers=1, epochs=150,
                      batch_size=16, lr=3e-3),
+    "smoke": dict(input_len=52, horizon=6, hidden_size=16, num_layers=1, epochs=2,
+                  batch_size=64, lr=1e-2),
 }
-SMOKE = dict(input_len=52, horizon=6, hidden_size=16, num_layers=1, epochs=2, batch_size=64,
-             lr=1e-2)
-HYPERPARAMETERS = ("input_len", "horizon", "hidden_size", "num_layers", "epochs", "batch_size",
-                   "lr")
+HYPERPARAMETERS = {
+    "input_len": (positive_int, "steps of history per window"),
+    "horizon": (positive_int, "steps forecast from each origin"),
+    "hidden_size": (positive_int, "LSTM size"),
+    "num_layers": (positive_int, "stacked LSTM layers"),
+    "epochs": (positive_int, "passes over the training windows"),
+    "batch_size": (positive_int, "windows per update"),
+    "lr": (positive_float, "peak Adam learning rate (cosine decay)"),
+}
 VALID_FRACTION, TEST_FRACTION = 0.1, 0.2
 EVAL_BATCH = 256
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def parse_args(argv=None):
+    p = harness.parser(__file__, __doc__, smoke="tiny model, 2 epochs: seconds")
     p.add_argument("--series", choices=sorted(SERIES), default="co2",
                    help="statsmodels series: " + "; ".join(f"{k}: {v}" for k, v in SERIES.items()))
-    p.add_argument("--out", type=Path, default=Path("runs/time_series"), help="output folder")
-    p.add_argument("--smoke", action="store_true", help="tiny model, 2 epochs: seconds")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--input-len", type=positive_int, help="steps of history per window")
-    p.add_argument("--horizon", type=positive_int, help="steps forecast from each origin")
-    p.add_argument("--hidden-size", type=positive_int)
-    p.add_argument("--num-layers", type=positive_int)
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=positive_float, help="peak Adam learning rate (cosine decay)")
-    p.add_argument("--clip-norm", type=positive_float, default=1.0)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    preset = SMOKE if args.smoke else PRESETS[args.series]
-    for name in HYPERPARAMETERS:
-        if getattr(args, name) is None:
-            setattr(args, name, preset[name])
+    harness.preset_flags(p, PRESETS, HYPERPARAMETERS)
+    p.add_argument("--clip-norm", type=positive_float, default=1.0,
+                   help="gradient clipping at this global norm")
+    args = harness.parse(p, argv)
+    harness.fill_presets(args, PRESETS["smoke" if args.smoke else args.series], HYPERPARAMETERS)
     return args
 
 
@@ -139,15 +129,12 @@ def build_model(args):
 
     def init(key):
         k_rnn, k_head = jax.random.split(key)
-        bound = 1.0 / np.sqrt(args.hidden_size)
-        w = jax.random.uniform(k_head, (rnn.output_size, args.horizon), jnp.float32,
-                               -bound, bound)
         return {"rnn": rnn.init(k_rnn, 2),
-                "head": {"w": w, "b": jnp.zeros((args.horizon,), jnp.float32)}}
+                "head": harness.dense_init(k_head, rnn.output_size, args.horizon)}
 
     def apply(params, features):
         ys, _ = rnn.apply(params["rnn"], features)
-        return ys[:, -1] @ params["head"]["w"] + params["head"]["b"][None, :]
+        return harness.dense(params["head"], ys[:, -1])
 
     return init, apply
 
@@ -202,6 +189,11 @@ def plot_forecast(path: Path, series, origins, truth, forecasts: dict[str, np.nd
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    with harness.start(args) as run:
+        return experiment(args, run)
+
+
+def experiment(args, run) -> int:
     try:
         series = load_series(args.series)
     except DataError as err:
@@ -230,17 +222,13 @@ def main(argv=None) -> int:
     train_x, train_y = norm.features(x_train), norm.targets(x_train, y_train)
     valid_x, valid_y = norm.features(x_valid), norm.targets(x_valid, y_valid)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     steps_per_epoch = x_train.shape[0] // args.batch_size
     total_steps = steps_per_epoch * args.epochs
     schedule = optax.cosine_decay_schedule(args.lr, total_steps, alpha=0.05)
     optimizer = train.make_optimizer("adam", schedule, clip_norm=args.clip_norm)
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    config |= {"steps_per_epoch": steps_per_epoch, "train_windows": int(x_train.shape[0]),
-               "valid_windows": int(x_valid.shape[0]), "test_windows": int(x_test.shape[0]),
-               "period": series.period, "filled_values": int(series.filled.sum()),
-               "jax_version": jax.__version__, "backend": jax.default_backend()}
-    (args.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    run.write_config({"steps_per_epoch": steps_per_epoch, "train_windows": x_train.shape[0],
+                      "valid_windows": x_valid.shape[0], "test_windows": x_test.shape[0],
+                      "period": series.period, "filled_values": int(series.filled.sum())})
     print(f"{args.series}: {values.size} steps ({int(series.filled.sum())} filled), "
           f"windows train/valid/test {x_train.shape[0]}/{x_valid.shape[0]}/{x_test.shape[0]}, "
           f"input {args.input_len}, horizon {args.horizon}, {steps_per_epoch} steps/epoch, "
@@ -276,13 +264,11 @@ def main(argv=None) -> int:
 
     state = train.TrainState.create(jax.jit(init)(jax.random.PRNGKey(args.seed)), optimizer,
                                     seed=args.seed)
-    result = run_for_script(
-        state=state, train_step=train.make_train_step(loss_fn, optimizer),
+    result = harness.fit(
+        run, state=state, train_step=train.make_train_step(loss_fn, optimizer),
         get_batch=get_batch, steps_per_epoch=steps_per_epoch, num_epochs=args.epochs,
-        out_dir=args.out, resume=args.resume, evaluate_fn=validate,
-        log_every=max(steps_per_epoch // 2, 1),
-        extra_metrics=train.lr_metric(schedule),
-        progress=False if args.no_progress else None, verbose=False,
+        evaluate_fn=validate, log_every=max(steps_per_epoch // 2, 1),
+        extra_metrics=train.lr_metric(schedule), verbose=False,
     )
     if isinstance(result, int):
         return result
@@ -320,14 +306,10 @@ def main(argv=None) -> int:
         "final_eval_s": time.perf_counter() - t0,
         "smoke": args.smoke,
     }
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    plot_forecast(args.out / "forecast.png", series, test_origins, y_test,
+    run.write_results(results)
+    plot_forecast(run.out / "forecast.png", series, test_origins, y_test,
                   {"lstm": forecast, "naive": naive, "seasonal naive": seasonal}, args.horizon)
-    try:
-        train.plot_curves(args.out / "metrics.jsonl", args.out / "loss.png", key="loss",
-                          title=f"{args.series}: scaled-change MSE")
-    except ValueError as err:
-        print(f"(no loss plot: {err})")
+    harness.plot_curves(run, "loss.png", key="loss", title=f"{args.series}: scaled-change MSE")
     unit = series.unit
     print(f"test MAE {results['mae']:.3f} {unit} (RMSE {results['rmse']:.3f}) over "
           f"{x_test.shape[0]} windows, horizon {args.horizon}")
@@ -338,5 +320,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    train.reexec_with_allocator_settings()  # reuse freed host memory: jaxrnn/train/host.py
-    sys.exit(main())
+    harness.main(main)

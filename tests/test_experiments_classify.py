@@ -10,7 +10,6 @@ padding (the lengths-aware scan never runs over pad tokens).
 import argparse
 import importlib.util
 import io
-import json
 import os
 import pathlib
 import resource
@@ -23,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from experiment_outputs import check_run_outputs
 
 from jaxrnn.data import DataError
 from jaxrnn.data import images as images_module
@@ -98,7 +98,8 @@ def test_help_documents_the_script(name, words, capsys):
 
 
 def run_smoke(name, out, *extra):
-    """Runs ``name --smoke`` in a fresh interpreter; returns (results.json, stdout).
+    """Runs ``name --smoke`` in a fresh interpreter, checks the harness's outputs; returns
+    (results.json, stdout).
 
     Its CPU and wall time are printed (the 30-second budget is a benchmark, not a test).
     """
@@ -116,7 +117,7 @@ def run_smoke(name, out, *extra):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     # A timing is a benchmark, not an assertion: printed for `pytest -s`, never checked.
     print(f"{name} --smoke: {cpu:.1f} s of CPU, {wall:.1f} s wall")
-    results = json.loads((out / "run" / "results.json").read_text())
+    _, results = check_run_outputs(out / "run", name, proc.stdout)
     return results, proc.stdout
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+from experiment_outputs import check_run_outputs
 
 # Subprocess runs of whole scripts: skipped by `pytest -m 'not slow'`, run by .ci/run.
 pytestmark = pytest.mark.slow
@@ -48,6 +49,7 @@ def run_smoke(script: str, out: pathlib.Path, *extra: str):
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    check_run_outputs(out, pathlib.Path(script).stem, proc.stdout)
     return proc.stdout, cpu_s
 
 
@@ -73,12 +75,12 @@ def test_help(name, flags, capsys):
 
 @pytest.mark.parametrize("argv, expected", [
     (["--top-p", "1.5"], "--top-p must lie in (0, 1]; got 1.5"),
-    (["--top-k", "0"], "--top-k must be >= 1; got 0"),
+    (["--top-k", "0"], "--top-k: must be a positive integer; got 0"),
     (["--temperature", "-1"], "--temperature must be >= 0; got -1.0"),
-    (["--recurrent-dropout", "1.0"], "--recurrent-dropout must lie in [0, 1); got 1.0"),
+    (["--recurrent-dropout", "1.0"], "--recurrent-dropout: must lie in [0, 1); got 1.0"),
     (["--prompt", ""], "--prompt must not be empty"),
     (["--text", "/no/such/file.txt"], "--text /no/such/file.txt: no such file"),
-    (["--bptt", "0"], "--bptt must be >= 1; got 0"),
+    (["--bptt", "0"], "--bptt: must be a positive integer; got 0"),
     (["--prompt", "\u2603 snow"], "--prompt has characters ['\u2603'] that never occur"),
 ])
 def test_textgen_bad_args(textgen, capsys, tmp_path, argv, expected):
