@@ -174,7 +174,7 @@ def test_override_is_recorded_with_its_step_and_holds_from_then_on(tmp_path, cap
     (["--override", "lr=0.2"], "use it with --resume"),
     (["--resume", "--override", "depth=3"], "KEY among"),
     (["--resume", "--override", "lr"], "expected KEY=VALUE"),
-    (["--resume", "--override", "lr=-1"], "--override lr=-1: must be > 0"),
+    (["--resume", "--override", "lr=-1"], "--override --lr=-1: must be > 0"),
     (["--resume", "--override", "width=huge"], "expected one of ['large', 'small']"),
     (["--resume", "--override", "out=elsewhere"], "KEY among"),
 ])

@@ -1,7 +1,8 @@
 """Reusable training pieces: batching, schedules, jitted steps, checkpoints, logs, the loop.
 
-Generic over a user loss and any params pytree; nothing here imports jaxrnn's cells or
-layers. The pieces, in the order data flows through them:
+Generic over a user loss and any params pytree; only the language-model helpers
+(``stream_evaluator``, ``lm_run``) know a model, and they import it when called. The pieces,
+in the order data flows through them:
 
 Batching (:mod:`jaxrnn.train.batching`)
     ``batchify(ids, batch_size) -> [batch_size, batch_len]`` cuts a token stream into
@@ -69,6 +70,14 @@ The loop (:mod:`jaxrnn.train.loop`)
     embeddings are otherwise nondeterministic). A NaN/inf loss raises
     ``NonFiniteLossError`` and no checkpoint of the bad state is written.
 
+A trained language model from its run folder (:mod:`jaxrnn.train.lm_run`)
+    ``load_language_model_run(out, *, step=None) -> LanguageModelRun(model, params, vocab,
+    step, config, spec)``, read-only (a run still training can be sampled);
+    ``run.sample(prompt, num_tokens, *, seed=0, temperature=1.0, top_k=None, top_p=None)
+    -> words``. ``build_language_model(spec)`` is the model a JSON spec describes;
+    ``write_language_model_files(out, spec, vocab)`` writes ``model.json`` and ``vocab.txt``
+    for your own loop (``experiments/ptb_lm.py`` writes them itself).
+
 Host allocator (:mod:`jaxrnn.train.host`)
     ``reexec_with_allocator_settings()``: a CPU training script's first call under
     ``__main__``; on Linux/glibc it re-executes the program once with glibc's
@@ -108,6 +117,12 @@ A truncated-BPTT language model (Zaremba et al., 2014) wires them up like this::
 from jaxrnn.train.batching import batchify, get_window, minibatches, num_windows
 from jaxrnn.train.checkpoint import Checkpointer
 from jaxrnn.train.host import allocator_settings, reexec_with_allocator_settings
+from jaxrnn.train.lm_run import (
+    LanguageModelRun,
+    build_language_model,
+    load_language_model_run,
+    write_language_model_files,
+)
 from jaxrnn.train.loop import TIMING_KEYS, NonFiniteLossError, run_training
 from jaxrnn.train.metrics import MetricsLog, ProgressBar, TensorBoardLog, plot_curves, read_metrics
 from jaxrnn.train.schedules import OPTIMIZERS, epoch_decay, lr_metric, make_optimizer
@@ -119,6 +134,7 @@ __all__ = [
     "OPTIMIZERS",
     "TIMING_KEYS",
     "Checkpointer",
+    "LanguageModelRun",
     "MetricsLog",
     "NonFiniteLossError",
     "ProgressBar",
@@ -126,9 +142,11 @@ __all__ = [
     "TrainState",
     "allocator_settings",
     "batchify",
+    "build_language_model",
     "epoch_decay",
     "evaluate",
     "get_window",
+    "load_language_model_run",
     "lr_metric",
     "make_eval_step",
     "make_optimizer",
@@ -140,4 +158,5 @@ __all__ = [
     "reexec_with_allocator_settings",
     "run_training",
     "stream_evaluator",
+    "write_language_model_files",
 ]
