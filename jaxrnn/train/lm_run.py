@@ -157,7 +157,6 @@ class LanguageModelRun:
         Raises:
           ValueError: a prompt word is not in the vocabulary, or a bad argument.
         """
-        from jaxrnn import sampling
         from jaxrnn.data import EOS
 
         where = "LanguageModelRun.sample"
@@ -173,14 +172,28 @@ class LanguageModelRun:
                              f"vocabulary ({len(self.vocab)} words)")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"{where}: seed is {type(seed).__name__}; expected an int")
+        if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 1:
+            raise ValueError(f"{where}: num_tokens must be a positive int; got {num_tokens!r}")
+        for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
+            if not (value is None or isinstance(value, int | float)):  # static under jit
+                raise TypeError(f"{where}: {name} is {type(value).__name__}; expected a number")
         ids = jnp.asarray(self.vocab.encode(words))[None, :]
-        step_fn = functools.partial(self.model.step, self.params)
-        generate = jax.jit(lambda state, ids, key: sampling.generate(
-            step_fn, state, ids, num_tokens, key, temperature=temperature, top_k=top_k,
-            top_p=top_p)[0])
-        tokens = generate(self.model.initial_state(self.params, 1), ids,
-                          jax.random.PRNGKey(seed))
+        tokens = _generate(self.model, self.params, ids, jax.random.PRNGKey(seed),
+                           num_tokens=num_tokens, temperature=temperature, top_k=top_k,
+                           top_p=top_p)
         return self.vocab.decode(jax.device_get(tokens)[0])
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_tokens", "temperature", "top_k",
+                                             "top_p"))
+def _generate(model: Any, params: Any, ids: jax.Array, key: jax.Array, *, num_tokens: int,
+              temperature: float, top_k: int | None, top_p: float | None) -> jax.Array:
+    """One compilation per model, prompt length and decoding settings."""
+    from jaxrnn import sampling
+
+    state = model.initial_state(params, ids.shape[0])
+    return sampling.generate(functools.partial(model.step, params), state, ids, num_tokens,
+                             key, temperature=temperature, top_k=top_k, top_p=top_p)[0]
 
 
 def load_language_model_run(out: str | os.PathLike, *, step: int | None = None
