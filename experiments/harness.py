@@ -408,6 +408,8 @@ class Run:
                            for key, before, value, _ in changed]
         if self.resume_step is not None:
             print(f"resuming from step {self.resume_step}", flush=True)
+        elif (done := self._position().get("completed")):
+            print(f"resuming with {len(done)} finished: {', '.join(done)}", flush=True)
 
     def _position(self) -> dict[str, Any]:
         """Where a continuation starts: the checkpoint step, or the completed units."""
@@ -465,7 +467,7 @@ def start(args: argparse.Namespace, *, not_compared: Iterable[str] = (),
           checkpoints: str | os.PathLike | None = None) -> Run:
     """Opens the run in ``args.out``: prints where the outputs go, takes the lock, checks
     ``--resume`` against ``config.json`` (exit 2 on a conflict) and prints
-    ``resuming from step N``.
+    ``resuming from step N`` (or, for a script saving completed units, which are done).
 
     Args:
       args: from :func:`parse`.

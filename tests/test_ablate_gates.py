@@ -118,6 +118,7 @@ def test_smoke_run_writes_every_output_and_resumes(ablate, tmp_path, capsys):
               for name in ("results.csv", "curves.csv", "results.md", "results.json")}
     ablate.main([*argv, "--resume", "--no-progress"])
     printed = capsys.readouterr().out
+    assert printed.splitlines()[1] == "resuming with 2 finished: adding.mingru, adding.vanilla"
     assert printed.count("done in the run being continued") == 2 and " step " not in printed
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
     assert len(json.loads((tmp_path / "config.json").read_text())["resumes"]) == 1
