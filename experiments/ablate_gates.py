@@ -1,6 +1,9 @@
 """Gate ablation: which gate matters? Trains every recurrent-cell variant x seed on a task.
 
-    python experiments/ablate_gates.py --task adding,digits --variants all --seeds 5 --out DIR
+    python experiments/ablate_gates.py --smoke                          # seconds: checks the setup
+    python experiments/ablate_gates.py --task adding,digits --variants all --seeds 5 \
+        --out runs/ablate_gates
+    python experiments/ablate_gates.py ... --resume        # after a kill: skips finished variants
 
 Variants come from :mod:`jaxrnn.variants` (Greff et al. 2017's vanilla LSTM and its eight
 variants, forget bias 1, LN-LSTM, GRU (both conventions), MGU, minGRU, minLSTM, LRU, RG-LRU). The
@@ -34,11 +37,15 @@ learning rates (log-uniform in ``--lr-range``, the same N values for every varia
 variant gets the same budget), picks the best by validation metric and reports its test metric,
 as Greff et al. did (they also searched hidden size, momentum and input noise).
 
-Output in ``--out``: ``results.csv`` (task, variant, seed, metric, value, steps, wall_s,
+Output in ``--out`` (default ``runs/ablate_gates``): ``config.json`` (every setting and the
+environment), ``results.json`` (per task and variant: the test metric's mean, std and values
+over seeds, hidden size, parameters, lr, solved seeds, difference from vanilla and Welch's p),
+``results.csv`` (task, variant, seed, metric, value, steps, wall_s,
 hidden_size, num_params, lr), ``curves.csv``, ``results.md`` (per task: mean +- std over seeds,
 vanilla first, Welch's t-test against vanilla), ``curves_<task>.png`` (learning curves),
 ``boxplot_<task>.png`` (final metric), ``gradflow_<task>.png`` (||dLoss/dh_t|| against t, at
-initialisation and after training: vanishing or exploding gradients).
+initialisation and after training: vanishing or exploding gradients), and ``completed/``
+(each finished variant, so that ``--resume`` continues with the next one).
 """
 
 from __future__ import annotations
@@ -48,7 +55,6 @@ import csv
 import dataclasses
 import math
 import pathlib
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -251,8 +257,7 @@ def head_loss_metric(task: Task, params, ys, batch: Batch):
 
 def forward(cell, task: Task, params, batch: Batch, parallel: bool = True):
     """Linear-recurrence cells run through the associative scan unless ``parallel=False``."""
-    linear = parallel and jaxrnn.drivers.parallel.is_linear(cell)
-    run = jaxrnn.associative_scan if linear else jaxrnn.scan
+    run = jaxrnn.associative_scan if parallel and jaxrnn.parallel.is_linear(cell) else jaxrnn.scan
     ys, _ = run(cell, params["cell"], batch.xs)
     return head_loss_metric(task, params, ys, batch)
 
@@ -363,7 +368,7 @@ def run_variant(name: str, hidden: int, task: Task, args, lrs: np.ndarray, log) 
     chunk = max(1, min(args.eval_every, args.steps))
     steps = -(-args.steps // chunk) * chunk
     num_trials, num_seeds = len(lrs), args.seeds
-    seeds = np.tile(np.arange(num_seeds), num_trials)
+    seeds = np.tile(args.seed + np.arange(num_seeds), num_trials)
     trials = np.repeat(np.arange(num_trials), num_seeds)
     run_lrs = jnp.asarray(np.repeat(lrs, num_seeds), jnp.float32)
     base = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
@@ -518,103 +523,160 @@ def plots(out: pathlib.Path, task: Task, results: dict[str, RunResult], finals) 
 
 # ------------------------------------------------------------------------------------------ cli
 
+DEFAULTS: dict[str, Any] = dict(variants="all", seeds=5, steps=None, batch_size=None,
+                                hidden=None, eval_every=250, seq_len=50)
+"""Values of the flags below when not given (``None``: the task's own budget)."""
+SMOKE: dict[str, Any] = dict(variants="vanilla,nfg,mingru", seeds=2, steps=20, batch_size=16,
+                             hidden=8, eval_every=10, seq_len=10)
+"""``--smoke``: a seconds-long check; flags given on the command line win."""
+NOT_COMPARED = ("smoke", "data_dir", *harness.DEVICE_FLAGS)
+
+
+def _default_help(name: str, default: str | None = None) -> str:
+    value = DEFAULTS[name] if default is None else default
+    return f"(default: {value}; --smoke: {SMOKE[name]})"
+
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        epilog="\n".join(__doc__.splitlines()[2:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = harness.parser(
+        __file__, __doc__,
+        smoke="seconds-long check: " + ", ".join(f"--{k.replace('_', '-')} {v}"
+                                                for k, v in SMOKE.items())
+        + " (flags you give win)")
     parser.add_argument("--task", default="adding",
-                        help=f"comma-separated tasks among {', '.join(TASKS)} (default adding)")
-    parser.add_argument("--variants", default="all",
+                        help=f"comma-separated tasks among {', '.join(TASKS)}")
+    parser.add_argument("--variants", default=None,
                         help="'all' or comma-separated names among: " + ", ".join(variants.names())
                         + "; or 'module:attr' naming your own cell class or factory "
-                        "(importable from PYTHONPATH), e.g. mypkg.cells:MyCell")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds per variant (default 5)")
-    parser.add_argument("--out", default="ablate_out", help="output directory")
-    parser.add_argument("--steps", type=int, help="training steps (default: the task's budget)")
-    parser.add_argument("--batch-size", type=int, help="batch size (default: the task's)")
-    parser.add_argument("--hidden", type=int, help="hidden size (default: the task's)")
-    parser.add_argument("--lr", type=float, help="Adam learning rate (default: the task's); "
-                        "cosine-decayed to lr/10, gradients clipped to global norm 1")
-    parser.add_argument("--eval-every", type=int, default=250,
-                        help="steps between evaluations / progress lines (default 250)")
+                        "(importable from PYTHONPATH), e.g. mypkg.cells:MyCell "
+                        + _default_help("variants"))
+    parser.add_argument("--seeds", type=harness.positive_int, default=None,
+                        help="seeds per variant: --seed, --seed + 1, ... "
+                        + _default_help("seeds"))
+    parser.add_argument("--steps", type=harness.positive_int, default=None,
+                        help="training steps " + _default_help("steps", "the task's budget"))
+    parser.add_argument("--batch-size", type=harness.positive_int, default=None,
+                        help="batch size " + _default_help("batch_size", "the task's"))
+    parser.add_argument("--hidden", type=harness.positive_int, default=None,
+                        help="hidden size " + _default_help("hidden", "the task's"))
+    parser.add_argument("--lr", type=harness.positive_float, default=None,
+                        help="Adam learning rate (default: the task's); cosine-decayed to "
+                        "lr/10, gradients clipped to global norm 1")
+    parser.add_argument("--eval-every", type=harness.positive_int, default=None,
+                        help="steps between evaluations / progress lines "
+                        + _default_help("eval_every"))
     parser.add_argument("--equal-params", action="store_true",
                         help="choose each variant's hidden size to match the vanilla LSTM's "
                         "parameter count at --hidden")
-    parser.add_argument("--search", type=int, default=1, metavar="N",
-                        help="random search over N learning rates per variant (default 1: none)")
-    parser.add_argument("--lr-range", type=float, nargs=2, default=(1e-3, 3e-2),
+    parser.add_argument("--search", type=harness.positive_int, default=1, metavar="N",
+                        help="random search over N learning rates per variant (1: none)")
+    parser.add_argument("--lr-range", type=harness.positive_float, nargs=2, default=(1e-3, 3e-2),
                         metavar=("LOW", "HIGH"), help="log-uniform search range of the lr")
     parser.add_argument("--sequential", action="store_true",
                         help="run minGRU/minLSTM/LRU/RG-LRU step by step (jaxrnn.scan) instead "
                         "of in parallel over time (jaxrnn.associative_scan); same function")
-    parser.add_argument("--seq-len", type=int, default=50, help="adding: sequence length (50)")
-    parser.add_argument("--copy-delay", type=int, default=20, help="copy: blanks to bridge (20)")
-    parser.add_argument("--bptt", type=int, default=50, help="charlm: window length (50)")
+    parser.add_argument("--seq-len", type=harness.positive_int, default=None,
+                        help="adding: sequence length " + _default_help("seq_len"))
+    parser.add_argument("--copy-delay", type=harness.positive_int, default=20,
+                        help="copy: blanks to bridge")
+    parser.add_argument("--bptt", type=harness.positive_int, default=50,
+                        help="charlm: window length")
     parser.add_argument("--lm-corpus", choices=("synthetic", "ptb"), default="synthetic",
                         help="charlm corpus (ptb reads ptb.*.txt from --data-dir, no download)")
     parser.add_argument("--data-dir", help="directory with the PTB files for --lm-corpus ptb")
-    parser.add_argument("--smoke", action="store_true",
-                        help="seconds-long check: 2 seeds, 20 steps, hidden 8, vanilla,nfg,mingru "
-                        "unless --variants is given")
     harness.add_device_flags(parser)
-    args = parser.parse_args(argv)
+    args = harness.parse(parser, argv)
+    harness.fill_presets(args, SMOKE if args.smoke else DEFAULTS, DEFAULTS)
 
     args.tasks = [t.strip() for t in args.task.split(",") if t.strip()]
     bad = [t for t in args.tasks if t not in TASKS]
     if bad or not args.tasks:
-        parser.error(f"unknown task {bad}; valid tasks: {', '.join(TASKS)}")
-    if args.smoke and args.variants == "all" and "--variants" not in (argv or sys.argv):
-        args.variants = "vanilla,nfg,mingru"
+        parser.error(f"--task: unknown task {bad}; valid tasks: {', '.join(TASKS)}")
     names = variants.names() if args.variants == "all" else tuple(
         v.strip() for v in args.variants.split(",") if v.strip())
-    bad, why = [], []
-    for name in names:
-        try:
-            variants.load_spec(name) if variants.is_spec(name) else variants.get(name)
-        except ValueError as err:
-            bad.append(name)
-            why += [str(err)] if variants.is_spec(name) else []
-    if bad or not names:
-        parser.error(f"unknown variant {bad}; valid variants: {', '.join(variants.names())}, "
-                     "or a 'module:attr' spec naming a cell class or factory"
-                     + "".join(f"; {w}" for w in why))
+    if not names:
+        parser.error(f"--variants {args.variants!r}: no variant named; valid variants: "
+                     f"{', '.join(variants.names())}")
+    harness.check_cells(parser, names)
     args.variant_names = ("vanilla",) * ("vanilla" in names) + tuple(
         v for v in names if v != "vanilla")
-    for flag in ("seeds", "search", "eval_every", "seq_len", "copy_delay", "bptt"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be >= 1; got {getattr(args, flag)}")
-    if args.smoke:
-        args.seeds = min(args.seeds, 2)
-        args.steps, args.hidden, args.eval_every = args.steps or 20, args.hidden or 8, 10
-        args.seq_len = min(args.seq_len, 10)
-        args.batch_size = args.batch_size or 16
+    if args.lr_range[0] > args.lr_range[1]:
+        parser.error(f"--lr-range {args.lr_range[0]} {args.lr_range[1]}: LOW must not exceed "
+                     "HIGH")
     return args
+
+
+def _to_record(result: RunResult) -> dict[str, Any]:
+    """A RunResult as JSON data that :func:`_from_record` turns back, bitwise."""
+    record: dict[str, Any] = {}
+    for field in dataclasses.fields(result):
+        value = getattr(result, field.name)
+        if isinstance(value, np.ndarray):
+            value = {"dtype": value.dtype.str, "array": value.tolist()}
+        elif isinstance(value, list) and value and isinstance(value[0], np.ndarray):
+            value = {"dtype": value[0].dtype.str, "arrays": [a.tolist() for a in value]}
+        record[field.name] = value
+    return record
+
+
+def _from_record(record: dict[str, Any]) -> RunResult:
+    values = {}
+    for name, value in record.items():
+        if isinstance(value, dict) and "array" in value:
+            value = np.asarray(value["array"], dtype=value["dtype"])
+        elif isinstance(value, dict) and "arrays" in value:
+            value = [np.asarray(a, dtype=value["dtype"]) for a in value["arrays"]]
+        values[name] = value
+    return RunResult(**values)
+
+
+def task_results(task: Task, finals: dict[str, np.ndarray],
+                 results: dict[str, RunResult]) -> dict[str, Any]:
+    """results.json's entry of one task: per variant the test metric over seeds, the chosen
+    lr, and the comparison with vanilla (the numbers of results.md)."""
+    ref = finals.get("vanilla")
+    rows = {}
+    for name, values in finals.items():
+        r = results[name]
+        row = {"mean": float(np.mean(values)), "std": _std(values),
+               "values": [float(v) for v in values], "seeds": [int(s) for s in
+                                                               r.seeds[select_trial(
+                                                                   r, task.higher_is_better)]],
+               "hidden_size": r.hidden, "num_params": r.num_params,
+               "lr": float(np.unique(r.lrs[select_trial(r, task.higher_is_better)])[0]),
+               "steps": r.steps, "wall_s": r.wall_s,
+               "solved": None if task.solved is None else int(
+                   sum(task.solved(float(v)) for v in values))}
+        if ref is not None and name != "vanilla":
+            row["vs_vanilla"] = float(np.mean(values) - np.mean(ref))
+            row["p_welch"] = welch(values, ref)
+        rows[name] = row
+    return {"metric": f"test_{task.metric}", "higher_is_better": task.higher_is_better,
+            "reference": task.reference, "variants": rows}
 
 
 def main(argv=None) -> dict[str, dict[str, np.ndarray]]:
     args = parse_args(argv)
-    distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
-    mesh = distributed.make_mesh(args.devices)  # every visible device unless --devices N
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    mesh = harness.device_mesh(args)  # every visible device unless --devices N
+    with harness.start(args, not_compared=NOT_COMPARED) as run:
+        run.write_config({"variant_names": list(args.variant_names)})
+        return ablate(args, run, mesh)
+
+
+def ablate(args, run, mesh) -> dict[str, dict[str, np.ndarray]]:
+    out = run.out
 
     def log(message: str) -> None:
         print(message, flush=True)
 
-    all_finals, result_rows, curve_rows, tables = {}, [], [], []
+    progress = (lambda message: None) if args.no_progress else log
+    all_finals, result_rows, curve_rows, tables, summary = {}, [], [], [], {}
     for task_name in args.tasks:
         task = TASKS[task_name](args)
         run_args = argparse.Namespace(**vars(args))
         run_args.steps = args.steps or task.steps
         run_args.batch_size = args.batch_size or task.batch_size
-        try:
-            distributed.check_batch_size(run_args.batch_size, mesh, name="--batch-size")
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
+        harness.check_batch_size(mesh, run_args.batch_size)
         if mesh.size > 1:  # data parallel: each training batch split over the devices
             sample = task.sample
             task = dataclasses.replace(task, sample=lambda key, n, sample=sample: (
@@ -639,7 +701,14 @@ def main(argv=None) -> dict[str, dict[str, np.ndarray]]:
         results, finals = {}, {}
         for name in args.variant_names:
             h = matched_hidden(name, task, target) if target else hidden
-            r = run_variant(name, h, task, run_args, lrs, log)
+            unit = f"{task.name}.{name}".replace(":", "_")
+            saved = run.completed(unit)
+            if saved is not None:
+                r = _from_record(saved)
+                log(f"[{task.name}] {name}: done in the run being continued")
+            else:
+                r = run_variant(name, h, task, run_args, lrs, progress)
+                run.save_completed(unit, _to_record(r))
             results[name] = r
             mask = select_trial(r, task.higher_is_better)
             finals[name] = r.test[mask]
@@ -656,6 +725,7 @@ def main(argv=None) -> dict[str, dict[str, np.ndarray]]:
                                        f"{r.lrs[i]:.4g}", step, f"{r.curve_loss[k][i]:.6g}",
                                        f"{r.curve_test[k][i]:.6g}"])
         tables.append(table(task, finals, results))
+        summary[task.name] = task_results(task, finals, results)
         plots(out, task, results, finals)
         all_finals[task.name] = finals
         if "vanilla" in finals:
@@ -677,12 +747,13 @@ def main(argv=None) -> dict[str, dict[str, np.ndarray]]:
         writer.writerows(curve_rows)
     markdown = "\n".join(tables)
     (out / "results.md").write_text(markdown)
+    run.write_results(summary)
     log("\n" + markdown)
     log("Greff et al. (2017): removing the forget gate (NFG) or the output activation (NOAF) "
         "hurts most; CIFG and NP do not hurt significantly. Compare with the marks above.")
-    log(f"wrote {out}/results.csv, curves.csv, results.md and the PNGs")
+    log(f"wrote {out}/results.csv, curves.csv, results.md, results.json and the PNGs")
     return all_finals
 
 
 if __name__ == "__main__":
-    main()
+    harness.main(main)

@@ -144,6 +144,34 @@ def add_device_flags(p: argparse.ArgumentParser) -> None:
 DEVICE_FLAGS = ("devices", "coordinator_address", "num_processes", "process_id")
 
 
+def device_mesh(args: argparse.Namespace) -> Any:
+    """Joins the processes named by :func:`add_device_flags`'s flags
+    (:func:`jaxrnn.distributed.initialize`) and returns the data-parallel mesh over
+    ``--devices`` devices (every visible one by default); a bad value stops the script
+    (exit 2, naming the flag)."""
+    from jaxrnn import distributed
+
+    try:
+        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    except ValueError as err:
+        _fail(f"--coordinator-address, --num-processes, --process-id: {err}")
+    try:
+        return distributed.make_mesh(args.devices)
+    except ValueError as err:
+        _fail(str(err))  # names --devices
+
+
+def check_batch_size(mesh: Any, batch_size: int, flag: str = "--batch-size") -> None:
+    """Stops the script (exit 2, naming ``flag``) unless ``batch_size`` splits evenly over
+    the mesh's devices."""
+    from jaxrnn import distributed
+
+    try:
+        distributed.check_batch_size(batch_size, mesh, name=flag)
+    except ValueError as err:
+        _fail(str(err))
+
+
 def preset_flags(p: argparse.ArgumentParser, presets: Mapping[str, Mapping[str, Any]],
                  flags: Mapping[str, tuple[Callable[[str], Any], str]]) -> None:
     """Adds one flag per entry of ``flags`` (``name: (type, help)``) whose default comes from
@@ -170,17 +198,18 @@ def _flag(p: argparse.ArgumentParser, dest: str) -> str:
 
 
 def _convert(p: argparse.ArgumentParser, action: argparse.Action, text: str) -> Any:
+    where = f"--override {_flag(p, action.dest)}={text}"
     if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
         lowered = text.strip().lower()
         if lowered not in ("true", "false", "1", "0", "yes", "no"):
-            p.error(f"--override {action.dest}={text}: expected true or false")
+            p.error(f"{where}: expected true or false")
         return lowered in ("true", "1", "yes")
     try:
         value = action.type(text) if action.type is not None else text
     except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
-        p.error(f"--override {action.dest}={text}: {err}")
+        p.error(f"{where}: {err}")
     if action.choices is not None and value not in action.choices:
-        p.error(f"--override {action.dest}={text}: expected one of {sorted(action.choices)}")
+        p.error(f"{where}: expected one of {sorted(action.choices)}")
     return value
 
 
@@ -196,7 +225,7 @@ def parse(p: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse
         key, sep, text = item.partition("=")
         dest = key.strip().lstrip("-").replace("-", "_")
         if not sep or dest not in actions or dest in NOT_COMPARED | {"help"}:
-            valid = sorted(d for d in actions if d not in NOT_COMPARED | {"help"})
+            valid = sorted(_flag(p, d) for d in actions if d not in NOT_COMPARED | {"help"})
             p.error(f"--override {item!r}: expected KEY=VALUE with KEY among {', '.join(valid)}")
         overrides[dest] = _convert(p, actions[dest], text)
         setattr(args, dest, overrides[dest])
@@ -379,6 +408,8 @@ class Run:
                            for key, before, value, _ in changed]
         if self.resume_step is not None:
             print(f"resuming from step {self.resume_step}", flush=True)
+        elif (done := self._position().get("completed")):
+            print(f"resuming with {len(done)} finished: {', '.join(done)}", flush=True)
 
     def _position(self) -> dict[str, Any]:
         """Where a continuation starts: the checkpoint step, or the completed units."""
@@ -436,7 +467,7 @@ def start(args: argparse.Namespace, *, not_compared: Iterable[str] = (),
           checkpoints: str | os.PathLike | None = None) -> Run:
     """Opens the run in ``args.out``: prints where the outputs go, takes the lock, checks
     ``--resume`` against ``config.json`` (exit 2 on a conflict) and prints
-    ``resuming from step N``.
+    ``resuming from step N`` (or, for a script saving completed units, which are done).
 
     Args:
       args: from :func:`parse`.

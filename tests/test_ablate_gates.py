@@ -1,7 +1,9 @@
-"""experiments/ablate_gates.py: --help, bad names, and a seconds-long smoke run (every output)."""
+"""experiments/ablate_gates.py: --help, bad names, a seconds-long smoke run (every output) and
+its --resume."""
 
 import csv
 import importlib.util
+import json
 import pathlib
 import sys
 
@@ -34,8 +36,13 @@ def test_help_documents_everything(ablate, capsys):
     text = capsys.readouterr().out
     for flag in ("--task", "--variants", "--seeds", "--out", "--seq-len", "--equal-params",
                  "--search", "--smoke", "--lm-corpus", "Adding a task", "results.csv",
-                 "gradflow_<task>.png"):
+                 "gradflow_<task>.png", "--resume", "--seed", "--no-progress", "--override",
+                 "results.json", "config.json"):
         assert flag in text, flag
+    flat = " ".join(text.split())
+    for default in ("(default: runs/ablate_gates)", "(default: 5; --smoke: 2)",
+                    "(default: adding)", "(default: 250; --smoke: 10)"):
+        assert default in flat, default
     for name in ("adding", "copy", "digits", "charlm", *variants.names()):
         assert name in text, name
 
@@ -43,24 +50,48 @@ def test_help_documents_everything(ablate, capsys):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["--task", "addding"], "unknown task ['addding']; valid tasks: adding, copy, digits"),
-        (["--variants", "vanilla,lstmm"], "unknown variant ['lstmm']; valid variants: vanilla, "),
+        (["--task", "addding"],
+         ["--task: unknown task ['addding']; valid tasks: adding, copy, digits"]),
+        (["--variants", "vanilla,lstmm"],
+         ["--variants: unknown variant 'lstmm'", "valid variants: vanilla, "]),
+        (["--seeds", "0"], ["argument --seeds: must be a positive integer; got 0"]),
+        (["--lr-range", "0.1", "0.01"], ["--lr-range 0.1 0.01: LOW must not exceed HIGH"]),
     ],
 )
 def test_bad_names_list_the_valid_ones(ablate, capsys, argv, expected):
     with pytest.raises(SystemExit) as exc:
         ablate.main(argv)
     assert exc.value.code == 2
-    assert expected in capsys.readouterr().err
+    err = capsys.readouterr().err
+    for text in expected:
+        assert text in err, text
 
 
-def test_smoke_run_writes_every_output(ablate, tmp_path, capsys):
-    finals = ablate.main(["--smoke", "--variants", "vanilla,mingru", "--equal-params",
-                          "--search", "2", "--out", str(tmp_path)])
+def test_smoke_fills_only_what_is_not_given(ablate):
+    args = ablate.parse_args(["--smoke", "--seeds", "3"])
+    assert (args.seeds, args.steps, args.hidden, args.eval_every) == (3, 20, 8, 10)
+    assert args.variant_names == ("vanilla", "nfg", "mingru")
+    args = ablate.parse_args([])
+    assert (args.seeds, args.steps, args.eval_every, args.seq_len) == (5, None, 250, 50)
+    assert str(args.out) == "runs/ablate_gates" and len(args.variant_names) > 10
+
+
+def test_smoke_run_writes_every_output_and_resumes(ablate, tmp_path, capsys):
+    argv = ["--smoke", "--variants", "vanilla,mingru", "--equal-params", "--search", "2",
+            "--out", str(tmp_path)]
+    finals = ablate.main(argv)
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0] == f"output folder: {tmp_path}"
     assert set(finals["adding"]) == {"vanilla", "mingru"}
     for name in ("results.csv", "curves.csv", "results.md", "curves_adding.png",
-                 "boxplot_adding.png", "gradflow_adding.png"):
+                 "boxplot_adding.png", "gradflow_adding.png", "config.json", "results.json"):
         assert (tmp_path / name).stat().st_size > 0, name
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["script"] == "ablate_gates" and config["seeds"] == 2
+    assert config["variant_names"] == ["vanilla", "mingru"]
+    results = json.loads((tmp_path / "results.json").read_text())["adding"]
+    assert results["metric"] == "test_mse" and list(results["variants"]) == ["vanilla", "mingru"]
+    assert "p_welch" in results["variants"]["mingru"]
     with open(tmp_path / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert {"task", "variant", "seed", "metric", "value", "steps", "wall_s"} <= set(rows[0])
@@ -76,8 +107,21 @@ def test_smoke_run_writes_every_output(ablate, tmp_path, capsys):
     lines = [line for line in table.splitlines() if line.startswith("| ")]
     assert lines[1].startswith("| vanilla |") and lines[2].startswith("| mingru |")
     assert "Welch" in table
-    out = capsys.readouterr().out
-    assert "step    10/20" in out  # progress while it runs
+    assert "step    10/20" in printed  # progress while it runs
+    for row in rows:  # results.json holds the numbers of results.csv
+        entry = results["variants"][row["variant"]]
+        value = entry["values"][entry["seeds"].index(int(row["seed"]))]
+        assert f"{value:.6g}" == row["value"] and entry["hidden_size"] == int(row["hidden_size"])
+
+    # --resume: finished variants are read back, not trained again; the outputs are the same
+    before = {name: (tmp_path / name).read_bytes()
+              for name in ("results.csv", "curves.csv", "results.md", "results.json")}
+    ablate.main([*argv, "--resume", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[1] == "resuming with 2 finished: adding.mingru, adding.vanilla"
+    assert printed.count("done in the run being continued") == 2 and " step " not in printed
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert len(json.loads((tmp_path / "config.json").read_text())["resumes"]) == 1
 
 
 def test_user_cells_by_module_attr_spec(ablate, capsys):

@@ -75,6 +75,19 @@ def test_vocabulary_errors():
         Vocabulary(("a", "a"))
 
 
+def test_vocabulary_is_a_sequence_of_its_words():
+    vocab = Vocabulary.from_tokens(["b", "a", "b", EOS])
+    assert list(vocab) == ["b", "<eos>", "a"] == list(vocab.words)
+    assert [vocab.index(word) for word in vocab] == [0, 1, 2]
+    assert dict(enumerate(vocab)) == {0: "b", 1: "<eos>", 2: "a"}
+    assert vocab[2] == "a" and vocab[-1] == "a" and vocab[np.int32(1)] == EOS
+    assert sorted(vocab) == ["<eos>", "a", "b"]
+    with pytest.raises(IndexError, match=r"id 3 is out of range \[0, 3\)"):
+        vocab[3]
+    with pytest.raises(TypeError, match="expected an int id"):
+        vocab["a"]
+
+
 def test_load_from_data_dir(tmp_path):
     corpus = load_word_corpus("ptb", _write_ptb(tmp_path / "ptb"), download=False, verify=False)
     vocab = corpus.vocab

@@ -174,7 +174,7 @@ def test_override_is_recorded_with_its_step_and_holds_from_then_on(tmp_path, cap
     (["--override", "lr=0.2"], "use it with --resume"),
     (["--resume", "--override", "depth=3"], "KEY among"),
     (["--resume", "--override", "lr"], "expected KEY=VALUE"),
-    (["--resume", "--override", "lr=-1"], "--override lr=-1: must be > 0"),
+    (["--resume", "--override", "lr=-1"], "--override --lr=-1: must be > 0"),
     (["--resume", "--override", "width=huge"], "expected one of ['large', 'small']"),
     (["--resume", "--override", "out=elsewhere"], "KEY among"),
 ])
@@ -183,6 +183,17 @@ def test_bad_overrides_exit_2(argv, message, capsys):
         harness.parse(toy_parser(), argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_device_flag_errors_name_the_flag(capsys):
+    p = toy_parser()
+    harness.add_device_flags(p)
+    with pytest.raises(SystemExit) as exc:
+        harness.device_mesh(harness.parse(p, ["--devices", "9999"]))
+    assert exc.value.code == 2 and "(--devices) is 9999" in capsys.readouterr().err
+    mesh = harness.device_mesh(harness.parse(p, ["--devices", "1"]))
+    harness.check_batch_size(mesh, 3)  # one device splits any batch
+    assert mesh.size == 1
 
 
 def test_changed_data_records_stop_a_resume(tmp_path, capsys):
@@ -194,13 +205,15 @@ def test_changed_data_records_stop_a_resume(tmp_path, capsys):
     assert snapshot(tmp_path) == before
 
 
-def test_completed_units_are_skipped_on_resume(tmp_path):
+def test_completed_units_are_skipped_on_resume(tmp_path, capsys):
     with open_run(["--out", str(tmp_path)]) as run:
         run.write_config()
         assert run.completed("a") is None
         run.save_completed("a", {"value": 1})
         assert run.completed("a") is None  # a new run recomputes everything
     with open_run(["--out", str(tmp_path), "--resume", "--override", "lr=0.3"]) as run:
+        assert capsys.readouterr().out.splitlines()[-2:] == [
+            f"output folder: {tmp_path}", "resuming with 1 finished: a"]
         assert run.completed("a") == {"value": 1} and run.completed("b") is None
         config = run.write_config()
     assert config["overrides"][0]["completed"] == ["a"]

@@ -43,6 +43,10 @@ SPLITS = ("train", "valid", "test")
 class Vocabulary:
     """A word <-> id mapping; id ``i`` is ``words[i]``.
 
+    A sequence of its words in id order: ``len(vocab)``, ``word in vocab``, ``vocab[i]``,
+    ``for word in vocab`` and ``list(vocab)`` work as on :attr:`words`, so
+    ``for i, word in enumerate(vocab)`` pairs each id with its word.
+
     Attributes:
         words: the words, in id order; must be distinct.
     """
@@ -79,6 +83,20 @@ class Vocabulary:
 
     def __contains__(self, word: object) -> bool:
         return word in self._ids
+
+    def __iter__(self) -> collections.abc.Iterator[str]:
+        """The words in id order."""
+        return iter(self.words)
+
+    def __getitem__(self, i: int) -> str:
+        """The word of id ``i`` (negative ids count from the end, as for a tuple)."""
+        if isinstance(i, bool) or not isinstance(i, int | np.integer):
+            raise TypeError(f"Vocabulary[i]: i is {type(i).__name__}; expected an int id "
+                            "(decode maps arrays of ids)")
+        try:
+            return self.words[i]
+        except IndexError:
+            raise IndexError(f"Vocabulary[i]: id {i} is out of range [0, {len(self)})") from None
 
     def index(self, word: str) -> int:
         """Returns the id of ``word``; raises KeyError naming it if it is not in the vocabulary."""

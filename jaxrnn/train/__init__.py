@@ -1,7 +1,8 @@
 """Reusable training pieces: batching, schedules, jitted steps, checkpoints, logs, the loop.
 
-Generic over a user loss and any params pytree; nothing here imports jaxrnn's cells or
-layers. The pieces, in the order data flows through them:
+Generic over a user loss and any params pytree: nothing here knows a model (the language
+model's stream evaluation and run folders are in :mod:`jaxrnn.nn`). The pieces,
+in the order data flows through them:
 
 Batching (:mod:`jaxrnn.train.batching`)
     ``batchify(ids, batch_size) -> [batch_size, batch_len]`` cuts a token stream into

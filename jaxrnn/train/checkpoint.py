@@ -81,21 +81,29 @@ class Checkpointer:
         fsync: after each save, ``fsync`` the new step's files and folders so the
             checkpoint also survives a power loss (a killed process cannot lose it
             either way).
+        read_only: open an existing folder to restore from, changing nothing in it (no
+            clean-up of a save in progress, so another process may be training into it);
+            :meth:`save` is refused.
+
+    Raises:
+        FileNotFoundError: with ``read_only``, if ``directory`` does not exist.
     """
 
     def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 3,
-                 fsync: bool = True) -> None:
+                 fsync: bool = True, read_only: bool = False) -> None:
         if not isinstance(max_to_keep, int) or max_to_keep < 1:
             raise ValueError(
                 f"Checkpointer: max_to_keep must be a positive int; got {max_to_keep!r}"
             )
         self.directory = Path(directory).absolute()
-        self._fsync = fsync
+        if read_only and not self.directory.is_dir():
+            raise FileNotFoundError(f"Checkpointer: no checkpoint folder {self.directory}")
+        self._fsync, self._read_only = fsync, read_only
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.LatestN(n=max_to_keep),
             enable_async_checkpointing=False,
-            cleanup_tmp_directories=True,
-            create=True,
+            cleanup_tmp_directories=not read_only,
+            create=not read_only,
         )
         self._manager = ocp.CheckpointManager(
             self.directory,
@@ -121,6 +129,8 @@ class Checkpointer:
             ValueError: if ``step`` is negative or not newer than the latest checkpoint.
             TypeError: if ``metadata`` is not a dict.
         """
+        if self._read_only:
+            raise ValueError(f"Checkpointer.save: {self.directory} was opened read_only")
         if not isinstance(step, int | np.integer) or step < 0:
             raise ValueError(f"Checkpointer.save: step must be an int >= 0; got {step!r}")
         if not isinstance(metadata, dict):
@@ -227,13 +237,69 @@ class Checkpointer:
                 )
         return jax.tree.unflatten(want_def, got_leaves), dict(restored.metadata)
 
-    def _check_matches(self, step: int, abstract: PyTree) -> None:
+    def restore_entry(self, name: str, step: int | None = None, *, like: PyTree) -> PyTree:
+        """Reads one top-level entry of a saved state, e.g. ``"params"`` of a
+        :class:`~jaxrnn.train.TrainState`, without the rest (no optimizer is needed).
+
+        Args:
+            name: the entry's field or key in the saved state.
+            step: which checkpoint; ``None`` for :meth:`latest_step`.
+            like: the entry's structure, shapes and dtypes (e.g. ``jax.eval_shape`` of the
+                model's ``init``).
+
+        Returns:
+            The entry, with ``like``'s tree structure, bitwise equal to what was saved.
+
+        Raises:
+            FileNotFoundError: if there is no checkpoint (or none at ``step``).
+            ValueError: if the saved entry's arrays differ from ``like`` in names, shapes or
+                dtypes, or the state has no entry ``name``.
+        """
+        step = self._existing_step("restore_entry", step)
+        abstract = {name: _abstract(like)}
+        self._check_matches(step, abstract, entry=name)
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), abstract)
+        handler = ocp.PyTreeCheckpointHandler()
+        try:
+            restored = handler.restore(
+                self.directory / str(int(step)) / "state",
+                args=ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args,
+                                            partial_restore=True),
+            )
+        finally:
+            handler.close()
+        leaves = [jax.numpy.asarray(leaf) for leaf in jax.tree.leaves(restored[name])]
+        return jax.tree.unflatten(jax.tree.structure(abstract[name]), leaves)
+
+    def _existing_step(self, where: str, step: int | None) -> int:
+        if step is None:
+            step = self.latest_step()
+            if step is None:
+                raise FileNotFoundError(f"Checkpointer.{where}: no checkpoint in {self.directory}")
+        elif step not in self._manager.all_steps():
+            raise FileNotFoundError(
+                f"Checkpointer.{where}: no checkpoint for step={step} in {self.directory}; "
+                f"saved steps: {self.all_steps()}"
+            )
+        return step
+
+    def _check_matches(self, step: int, abstract: PyTree, entry: str | None = None) -> None:
         """Raises before reading if the saved arrays differ from ``abstract`` (orbax would
-        otherwise silently cast a different dtype)."""
+        otherwise silently cast a different dtype); with ``entry``, only the saved arrays
+        under that top-level entry are compared."""
         saved = {
             leaf.name: (tuple(leaf.shape), np.dtype(leaf.dtype))
             for leaf in jax.tree.leaves(self._manager.item_metadata(step)["state"].tree)
         }
+        where = "restore" if entry is None else "restore_entry"
+        if entry is not None:
+            saved = {key: value for key, value in saved.items()
+                     if key == entry or key.startswith(f"{entry}.")}
+            if not saved:
+                raise ValueError(
+                    f"Checkpointer.{where}: checkpoint {step} in {self.directory} has "
+                    f"no arrays under {entry!r}"
+                )
         names = jax.tree.leaves(ocp.tree.get_param_names(abstract, include_empty_nodes=False))
         wanted = {
             name: (tuple(leaf.shape), np.dtype(leaf.dtype))
@@ -241,14 +307,14 @@ class Checkpointer:
         }
         if set(saved) != set(wanted):
             raise ValueError(
-                f"Checkpointer.restore: checkpoint {step} in {self.directory} holds arrays "
+                f"Checkpointer.{where}: checkpoint {step} in {self.directory} holds arrays "
                 f"{sorted(saved)}; like has {sorted(wanted)} (missing from the checkpoint: "
                 f"{sorted(set(wanted) - set(saved))}, extra: {sorted(set(saved) - set(wanted))})"
             )
         for name, (shape, dtype) in wanted.items():
             if saved[name] != (shape, dtype):
                 raise ValueError(
-                    f"Checkpointer.restore: array {name!r} of checkpoint {step} has shape "
+                    f"Checkpointer.{where}: array {name!r} of checkpoint {step} has shape "
                     f"{saved[name][0]} dtype {saved[name][1]}; expected shape {shape} dtype "
                     f"{dtype} (from like)"
                 )

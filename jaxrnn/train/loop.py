@@ -16,6 +16,18 @@ Checkpoints are written every ``ckpt_every`` steps and at each epoch's end, afte
 epoch's evaluation and log lines, so a resumed run neither repeats nor skips a line.
 Only timings (``tokens_per_sec``, ``wall_s``: :data:`TIMING_KEYS`) differ between an
 interrupted-and-resumed run and an uninterrupted one.
+
+Throughput. ``tokens_per_sec`` has one definition wherever it appears (a train line of
+``metrics.jsonl``, the summary, a script's ``results.json``, the progress bar): tokens of
+the *timed* updates divided by their wall time. Every update of a process is timed except
+its first, which includes compiling the train step (a resumed run compiles again, so its
+first update is not timed either). The time of timed updates runs from the end of one
+update to the end of the next as seen by the host (each train line waits for its updates
+to finish on the device), and never includes evaluation, logging or checkpoint saving. A train
+line's figure covers the timed updates since the previous train line; the summary's, every
+timed update of this process, so it is the pooled rate of the train lines:
+``sum(tokens) / sum(tokens / tokens_per_sec)``. ``wall_s`` is the time since this
+process called :func:`run_training`, compilation, evaluation and saving included.
 """
 
 from __future__ import annotations
@@ -39,7 +51,8 @@ from jaxrnn.train.state import TrainState
 __all__ = ["TIMING_KEYS", "NonFiniteLossError", "run_training"]
 
 TIMING_KEYS = ("tokens_per_sec", "wall_s")
-"""Metrics-line keys that may differ between a resumed run and an uninterrupted one."""
+"""Metrics-line keys that may differ between a resumed run and an uninterrupted one (their
+definitions: the module docstring's "Throughput")."""
 
 _FORMAT = "jaxrnn.train.loop/1"
 Sums = dict[str, Any]
@@ -80,12 +93,11 @@ def _accumulate(sums: Sums, metrics: Mapping[str, jax.Array], step: jax.Array) -
     }
 
 
-def _zeros(names: Any) -> dict[str, jax.Array]:
-    return {name: jnp.zeros((), dtype=jnp.float32) for name in names}
-
-
-def _from_host(values: Mapping[str, float]) -> dict[str, jax.Array]:
-    return {name: jnp.asarray(np.float32(v)) for name, v in values.items()}
+def _filled(metrics: Mapping[str, jax.Array], values: Mapping[str, float]) -> dict[str, jax.Array]:
+    """float32 sums with the values saved in a checkpoint (0 where none), placed like the
+    step's metrics, so that the accumulation compiles once."""
+    return {name: jnp.full_like(jnp.asarray(m), np.float32(values.get(name, 0.0)),
+                                dtype=jnp.float32) for name, m in metrics.items()}
 
 
 def _ppl(loss: float) -> float:
@@ -151,7 +163,9 @@ def run_training(
 
     * ``split="train"`` every ``log_every`` steps and at each epoch end: the means of the
       step metrics since the previous train line (``loss``, ``grad_norm``, user metrics),
-      ``ppl = exp(loss)``, ``extra_metrics(state)``, ``tokens_per_sec``, ``wall_s``;
+      ``ppl = exp(loss)``, ``extra_metrics(state)``, ``tokens_per_sec`` (over the timed
+      updates of the interval: every update but the first of this process, evaluation and
+      saving excluded; absent when the interval has none), ``wall_s``;
     * ``split="train_epoch"`` at each epoch end: the same means over the whole epoch
       (Zaremba's per-epoch train perplexity);
     * at each epoch end, ``evaluate_fn(state, epoch)``'s results: a flat dict becomes a
@@ -196,8 +210,9 @@ def run_training(
         ``valid_ppl`` (of the last ``"train_epoch"``/``"valid"`` line, or ``None``),
         ``history`` (every non-``"train"`` line of the whole run, oldest first, read back
         from the metrics file), ``last`` (``{split: last line}``), ``tokens_per_sec``
-        (this process's training throughput, evaluation and saving excluded; ``None``
-        without ``tokens_per_step``) and ``wall_s``.
+        (the same definition as the train lines', over every timed update of this process:
+        their pooled rate; ``None`` without ``tokens_per_step`` or timed updates) and
+        ``wall_s`` (since this call started). See the module docstring's "Throughput".
 
     Raises:
         NonFiniteLossError: the loss or gradient norm became NaN/inf (found at the next log
@@ -246,15 +261,13 @@ def run_training(
     log = MetricsLog(out_dir / "metrics.jsonl", resume_lines=loop["metrics_lines"])
     tb = TensorBoardLog(out_dir / "tensorboard") if tensorboard else None
     step = int(state.step)
-    sums: Sums | None = None
-    if loop["interval_sums"] is not None:
-        sums = {"interval": _from_host(loop["interval_sums"]),
-                "epoch": _from_host(loop["epoch_sums"]),
-                "first_bad": jnp.asarray(-1, dtype=jnp.int32)}
+    sums: Sums | None = None  # made at the first step, from the saved sums when resuming
+    saved_sums = (loop["interval_sums"] or {}, loop["epoch_sums"] or {})
     interval_steps, epoch_steps = loop["interval_steps"], loop["epoch_steps"]
     bar = ProgressBar(total_steps, initial=step, disable=True if progress is False else None)
     timed_steps, timed_secs, mark = 0, 0.0, time.perf_counter()
-    run_steps, run_secs = 0, 0.0  # steps and pure training time of this process
+    run_steps, run_secs = 0, 0.0  # timed steps and their training time in this process
+    compiled = False  # this process's first update compiles the train step: never timed
 
     def say(message: str) -> None:
         if verbose:
@@ -301,13 +314,19 @@ def run_training(
                     "expected a 'loss' entry"
                 )
             if sums is None:
-                sums = {"interval": _zeros(metrics), "epoch": _zeros(metrics),
-                        "first_bad": jnp.asarray(-1, dtype=jnp.int32)}
+                sums = {"interval": _filled(metrics, saved_sums[0]),
+                        "epoch": _filled(metrics, saved_sums[1]),
+                        "first_bad": jnp.full_like(jnp.asarray(metrics["loss"]), -1,
+                                                   dtype=jnp.int32)}
             sums = _accumulate(sums, metrics, np.int32(step))
             step += 1
             interval_steps += 1
             epoch_steps += 1
-            timed_steps += 1
+            if compiled:
+                timed_steps += 1
+            else:
+                jax.block_until_ready(sums)
+                compiled, mark = True, time.perf_counter()
             bar.update()
             epoch_end = step % steps_per_epoch == 0
             if step % log_every == 0 or epoch_end:
@@ -315,15 +334,16 @@ def run_training(
                 now = time.perf_counter()
                 timed_secs += now - mark
                 timings = {"wall_s": now - wall_start}
-                if tokens_per_step is not None:
+                if tokens_per_step is not None and timed_steps > 0:
                     timings["tokens_per_sec"] = tokens_per_step * timed_steps / max(
                         timed_secs, 1e-9)
                 emit(line("train", {**values, **timings}))
                 run_steps, run_secs = run_steps + timed_steps, run_secs + timed_secs
                 bar.set_metrics(loss=values["loss"], ppl=values["ppl"], epoch=step /
                                 steps_per_epoch, tokens_per_sec=timings.get("tokens_per_sec"))
-                sums = {**sums, "interval": _zeros(sums["interval"])}
-                interval_steps, timed_steps, timed_secs, mark = 0, 0, 0.0, now
+                sums = {**sums, "interval": jax.tree.map(jnp.zeros_like, sums["interval"])}
+                interval_steps, timed_steps, timed_secs = 0, 0, 0.0
+                mark = time.perf_counter()  # writing the line is not training time
             if epoch_end:
                 epoch_values = _means(fetch()[1], epoch_steps)
                 emit(line("train_epoch", epoch_values))
@@ -342,7 +362,7 @@ def run_training(
                     if "ppl" in split_values:
                         summary_bits.append(f"{split} ppl {float(split_values['ppl']):.2f}")
                 say(f"epoch {epoch + 1}/{num_epochs}: " + ", ".join(summary_bits))
-                sums = {**sums, "epoch": _zeros(sums["epoch"])}
+                sums = {**sums, "epoch": jax.tree.map(jnp.zeros_like, sums["epoch"])}
                 epoch_steps = 0
                 mark = time.perf_counter()  # evaluation time is not training time
             if epoch_end or (ckpt_every is not None and step % ckpt_every == 0):
@@ -362,9 +382,10 @@ def run_training(
                 })
                 mark = time.perf_counter()
         if sums is not None:
-            fetch()  # the returned state must be finite too
-            run_steps += timed_steps
-            run_secs += timed_secs + time.perf_counter() - mark
+            fetch()  # the returned state must be finite too (and its updates are done)
+            if timed_steps > 0:  # updates after the last train line (max_steps)
+                run_steps += timed_steps
+                run_secs += timed_secs + time.perf_counter() - mark
     finally:
         bar.close()
         log.close()
@@ -384,8 +405,8 @@ def run_training(
         "resumed_from": resumed_from,
         "train_ppl": last.get("train_epoch", {}).get("ppl"),
         "valid_ppl": last.get("valid", {}).get("ppl"),
-        "tokens_per_sec": (tokens_per_step * run_steps / run_secs
-                           if tokens_per_step is not None and run_secs > 0 else None),
+        "tokens_per_sec": (tokens_per_step * run_steps / max(run_secs, 1e-9)
+                           if tokens_per_step is not None and run_steps > 0 else None),
         "history": [r for r in records if r["split"] != "train"],
         "last": last,
         "wall_s": time.perf_counter() - wall_start,

@@ -261,6 +261,11 @@ def plot_curves(
 class ProgressBar:
     """A tqdm bar over training steps showing tokens/s, loss, perplexity and ETA.
 
+    ``tok/s`` is the latest train line's ``tokens_per_sec`` (the definition in
+    :mod:`jaxrnn.train.loop`: timed updates only, compilation, evaluation and saving
+    excluded). tqdm's own ``step/s`` and ETA are its smoothed rate of all steps, evaluation
+    and saving included.
+
     Args:
         total: total number of steps of the run.
         initial: steps already done (a resumed run).
