@@ -15,7 +15,9 @@ A script builds its parser here, parses with :func:`parse`, and runs inside :fun
         harness.main(main)
 
 Common flags: ``--out`` (default ``runs/<script name>``), ``--resume``, ``--seed``, ``--smoke``,
-``--no-progress``, ``--override KEY=VALUE``; ``--help`` shows every default.
+``--no-progress``, ``--deterministic`` (deterministic GPU kernels:
+``jaxrnn.train.use_deterministic_ops``), ``--override KEY=VALUE``; ``--help`` shows every
+default.
 
 The run folder. The first line a script prints names it. ``<out>/.lock`` is held
 (``fcntl.flock``) while the run is alive, so a second run into the same folder stops at once
@@ -119,6 +121,10 @@ def parser(script_file: str, doc: str, *, smoke: str | None = "seconds-long chec
     if smoke is not None:
         group.add_argument("--smoke", action="store_true", help=smoke)
     group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    group.add_argument("--deterministic", action="store_true",
+                       help="deterministic GPU kernels (XLA_FLAGS=--xla_gpu_deterministic_ops="
+                            "true), so kill -9 + --resume is bitwise on a GPU too; slower there, "
+                            "no effect on a CPU or TPU")
     group.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                        help="with --resume: change this setting from the resumed step on "
                             "(repeatable; recorded in config.json)")
@@ -483,6 +489,8 @@ def main(script_main: Callable[[], Any]) -> None:
     ``script_main()``; an int it returns is the exit code."""
     from jaxrnn import train
 
+    if "--deterministic" in sys.argv[1:]:  # before the backend starts (and survives the re-exec)
+        train.use_deterministic_ops()
     train.reexec_with_allocator_settings()
     code = script_main()
     sys.exit(code if isinstance(code, int) else 0)

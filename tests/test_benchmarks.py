@@ -102,3 +102,14 @@ def test_gpu_check_script_is_valid_bash_and_its_commands_parse():
         assert args.impls and args.shapes
     assert "def test_real_cudnn_equals_the_per_step_cell" in (
         ROOT / "tests" / "test_cudnn.py").read_text()
+    # the PTB throughput stage's command line, parsed by ptb_lm's own parser
+    ptb_lines = [line.split("experiments/ptb_lm.py", 1)[1].split("|")[0].split()
+                 for line in text.splitlines()
+                 if "experiments/ptb_lm.py" in line and not line.lstrip().startswith("#")]
+    assert len(ptb_lines) == 1
+    import ptb_lm
+
+    args = ptb_lm.parse_args([a.replace('"$OUT', "/tmp/x").replace('"', "")
+                              for a in ptb_lines[0]])
+    assert args.deterministic and args.max_steps == 300
+    assert "benchmarks/gpu_correctness.py" in text

@@ -6,6 +6,8 @@ import pathlib
 
 import pytest
 
+import jaxrnn
+
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "jaxrnn"
 
 # Lower layers first: a module may import from its own layer and the ones above it in this list.
@@ -36,6 +38,8 @@ def imports(path: pathlib.Path, top_level_only: bool = False) -> set[str]:
             if node.module == "jaxrnn" or node.module.startswith("jaxrnn."):
                 for a in node.names:
                     sub = f"{node.module}.{a.name}"
+                    if node.module == "jaxrnn" and a.name in jaxrnn._LAZY:  # a lazy attribute
+                        sub = jaxrnn._LAZY[a.name]
                     found.add(sub if sub in MODULES or node.module == "jaxrnn" else node.module)
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("jaxrnn.")}
