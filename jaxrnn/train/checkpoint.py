@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import errno as errno_module
+import gc
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -151,15 +153,26 @@ def _os_error(err: BaseException) -> tuple[int | None, str | None, str] | None:
 
 @contextlib.contextmanager
 def _quiet_orbax() -> Iterator[None]:
-    """Silences orbax's own error log (a traceback on stderr per failed write thread): the
-    failure is raised to the caller as one exception instead."""
+    """Silences orbax's own error log (a traceback on stderr per failed write thread) and the
+    "Exception ignored" reports of its abandoned reads: the failure is raised to the caller as
+    one exception instead."""
     logger = logging.getLogger("absl")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
+    hook = sys.unraisablehook
+
+    def quiet(unraisable: Any) -> None:  # a failed read's coroutines, closed when collected
+        closed_loop = (unraisable.exc_type is RuntimeError
+                       and "Event loop is closed" in str(unraisable.exc_value))
+        if unraisable.exc_type is not GeneratorExit and not closed_loop:
+            hook(unraisable)
+
+    sys.unraisablehook = quiet
     try:
         yield
     finally:
         logger.setLevel(level)
+        sys.unraisablehook = hook
 
 
 def _fsync_tree(root: Path) -> None:
@@ -389,8 +402,9 @@ class Checkpointer:
                                            allow_non_finite=allow_non_finite)
             leaves = jax.tree.leaves(state)
             return jax.tree.unflatten(jax.tree.structure(abstract), leaves), metadata
-        try:
-            with _quiet_orbax():
+        failure = None
+        with _quiet_orbax():
+            try:
                 restored = self._manager.restore(
                     int(step),
                     args=ocp.args.Composite(
@@ -398,9 +412,12 @@ class Checkpointer:
                         metadata=ocp.args.JsonRestore(),
                     ),
                 )
-        except Exception as err:  # the arrays were listed, but reading them failed
-            raise CorruptCheckpointError(
-                int(step), self.directory / str(step), _one_line(err)) from err
+            except Exception as err:  # the arrays were listed, but reading them failed
+                failure = _one_line(err)
+            if failure is not None:
+                gc.collect()  # orbax's abandoned reads, while their GeneratorExit is silenced
+        if failure is not None:
+            raise CorruptCheckpointError(int(step), self.directory / str(step), failure)
         state = restored.state
         metadata = dict(restored.metadata or {})
         saved_digest = metadata.pop(_DIGEST_KEY, None)
@@ -454,8 +471,6 @@ class Checkpointer:
             ValueError: a checkpoint does not match ``like`` (a different model, not damage).
         """
         if report is None:
-            import sys
-
             def report(message: str) -> None:
                 print(message, file=sys.stderr, flush=True)
 

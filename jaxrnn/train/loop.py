@@ -291,9 +291,9 @@ def run_training(
                                      checkpointer.latest_step())
         interval = {name: float(v) for name, v in host["interval"].items()}
         epoch_sums = {name: float(v) for name, v in host["epoch"].items()}
-        overflowed = sorted(name for values in (interval, epoch_sums)
+        overflowed = sorted({name for values in (interval, epoch_sums)
                             for name in ("loss", "grad_norm")
-                            if name in values and not math.isfinite(values[name]))
+                             if name in values and not math.isfinite(values[name])})
         if overflowed:  # every step finite, but their float32 sum is not
             raise NonFiniteLossError(step - 1, steps_per_epoch, checkpointer.latest_step(),
                                      f"running sum of {' and '.join(overflowed)} (overflow)")
