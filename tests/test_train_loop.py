@@ -351,7 +351,7 @@ def test_divergence_exit_codes_and_messages(tmp_path, capsys):
                           evaluate_fn=lambda s, e: {"loss": 800.0}, **common)
     err = capsys.readouterr().err
     assert code == EXIT_NON_FINITE
-    assert "non-finite valid ppl (ppl inf) at step 7" in err
+    assert "non-finite valid ppl (ppl inf) in the evaluation after epoch 1 (step 7)" in err
     assert "the last good checkpoint is step 4" in err
     with Checkpointer(tmp_path / "a" / "checkpoints") as ckpt:
         assert ckpt.all_steps() == [4]
@@ -364,6 +364,20 @@ def test_divergence_exit_codes_and_messages(tmp_path, capsys):
     with pytest.raises(NonFiniteLossError, match=r"running sum of loss \(overflow\) at step 1"):
         run_training(state=fresh_state(), out_dir=tmp_path / "b", **{
             **common, "log_every": 2, "train_step": make_train_step(huge_loss, OPTIMIZER)})
+
+    # A finite loss of 800 nats: its perplexity overflows; found before checkpoint 4.
+    def overflowing_loss(params, carry, batch, key):
+        loss, aux = loss_fn(params, carry, batch, key)
+        return loss + jax.lax.stop_gradient(jnp.float32(800.0)), aux
+
+    with pytest.raises(NonFiniteLossError, match=r"non-finite train perplexity \(mean loss "
+                                                 r"80\d\.\d+ over the last 4 steps; exp "
+                                                 r"overflows\) at step 3 .*no good checkpoint"):
+        run_training(state=fresh_state(), out_dir=tmp_path / "o", **{
+            **common, "log_every": 100,
+            "train_step": make_train_step(overflowing_loss, OPTIMIZER)})
+    with Checkpointer(tmp_path / "o" / "checkpoints") as ckpt:
+        assert ckpt.all_steps() == []
 
     # Every checkpoint corrupt: resume refuses (exit 2) in one line.
     train(tmp_path / "c", max_steps=4)

@@ -281,7 +281,7 @@ def _locate(
         raise DataError(
             f"load_word_corpus({name!r}): the {split} split is missing: {where} (and no "
             f"download was asked for). Place {files} in data_dir (--data-dir), or pass "
-            "download=True"
+            "download=True (in a script: leave out --data-dir)"
         )
     return fetch(
         spec.url, filename=f"{name}/{spec.filename}", sha256=spec.sha256, cache_dir=cache_dir
@@ -336,8 +336,8 @@ def load_word_corpus(
         if not download:
             raise DataError(
                 f"load_word_corpus({name!r}): data_dir {root} is not a directory; give the "
-                "folder holding the split files (--data-dir), or pass download=True to "
-                "download them into the cache"
+                "folder holding the split files (--data-dir), or pass download=True (in a "
+                "script: leave out --data-dir) to download them into the cache"
             )
         root = None
     paths = {

@@ -66,16 +66,17 @@ class NonFiniteLossError(FloatingPointError):
     """
 
     def __init__(self, step: int, steps_per_epoch: int, last_checkpoint: int | None,
-                 what: str = "loss or gradient norm") -> None:
+                 what: str = "loss or gradient norm", *, evaluation: bool = False) -> None:
         self.step, self.what = step, what
         self.epoch, self.index = divmod(step, steps_per_epoch)
         self.last_checkpoint = last_checkpoint
         last = (f"the last good checkpoint is step {last_checkpoint} (resume from it with a "
                 "lower learning rate or a smaller initialisation)"
                 if last_checkpoint is not None else "there is no good checkpoint")
+        where = (f"in the evaluation after epoch {self.epoch} (step {step})" if evaluation
+                 else f"at step {step} (epoch {self.epoch}, batch {self.index})")
         super().__init__(
-            f"non-finite {what} at step {step} (epoch {self.epoch}, batch {self.index}); the "
-            f"run stopped without saving this state; {last}"
+            f"non-finite {what} {where}; the run stopped without saving this state; {last}"
         )
 
 
@@ -297,6 +298,13 @@ def run_training(
         if overflowed:  # every step finite, but their float32 sum is not
             raise NonFiniteLossError(step - 1, steps_per_epoch, checkpointer.latest_step(),
                                      f"running sum of {' and '.join(overflowed)} (overflow)")
+        for values, count in ((interval, interval_steps), (epoch_sums, epoch_steps)):
+            mean = values["loss"] / count if count else 0.0
+            if math.isinf(perplexity(mean)):  # a finite loss whose exp overflows
+                raise NonFiniteLossError(
+                    step - 1, steps_per_epoch, checkpointer.latest_step(),
+                    f"train perplexity (mean loss {mean:.6g} over the last {count} steps; "
+                    "exp overflows)")
         return interval, epoch_sums
 
     def extras() -> dict[str, Any]:
@@ -363,12 +371,11 @@ def run_training(
                     bad = [k for k in ("loss", "ppl") if k in split_values
                            and not math.isfinite(float(split_values[k]))]
                     if bad:
-                        emit(line(split, {**split_values,
-                                          "wall_s": time.perf_counter() - wall_start}))
                         raise NonFiniteLossError(
                             step, steps_per_epoch, checkpointer.latest_step(),
                             f"{split} {' and '.join(bad)} "
-                            f"({', '.join(f'{k} {split_values[k]}' for k in bad)})")
+                            f"({', '.join(f'{k} {split_values[k]}' for k in bad)})",
+                            evaluation=True)
                     emit(line(split, {**split_values,
                                       "wall_s": time.perf_counter() - wall_start}))
                     if "ppl" in split_values:
