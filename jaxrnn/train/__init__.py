@@ -110,7 +110,13 @@ A truncated-BPTT language model (Zaremba et al., 2014) wires them up like this::
     )
 """
 
-from jaxrnn.train.batching import batchify, get_window, minibatches, num_windows
+from jaxrnn.train.batching import (
+    StreamTooShortError,
+    batchify,
+    get_window,
+    minibatches,
+    num_windows,
+)
 from jaxrnn.train.checkpoint import (
     Checkpointer,
     CheckpointError,
@@ -145,6 +151,7 @@ __all__ = [
     "NonFiniteLossError",
     "NonFiniteStateError",
     "ProgressBar",
+    "StreamTooShortError",
     "TensorBoardLog",
     "TrainState",
     "allocator_settings",
