@@ -92,7 +92,7 @@ def build_step(args):
 
     import optax
 
-    from jaxrnn.language_model import LanguageModel
+    from jaxrnn.nn.language_model import LanguageModel
 
     hidden, bptt, init, dropout = (200, 20, 0.1, 0.0) if args.model == "ptb-small" else (
         650, 35, 0.05, 0.5)

@@ -85,7 +85,7 @@ def run_worker(setting: str, args) -> dict:
     import jax.numpy as jnp
 
     import jaxrnn
-    from jaxrnn.recurrence import resolve_strategy
+    from jaxrnn.drivers.strategy import resolve_strategy
 
     strategy, remat = parse_setting(setting)
     hidden = args.hidden

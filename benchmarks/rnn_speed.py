@@ -231,7 +231,7 @@ def forward_jaxrnn(impl, cell_name, hidden, xs, key):
     extra = {"jaxrnn_version": jaxrnn.__version__}
     rnn = jaxrnn.StackedRNN(cell)
     try:  # which strategy runs; the signature has changed before, so no failure if it changes
-        from jaxrnn.recurrence import resolve_strategy
+        from jaxrnn.drivers.strategy import resolve_strategy
 
         requested = rnn.strategy if variant == "layer" else variant
         try:

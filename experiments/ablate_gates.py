@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import harness
 import jaxrnn
 from jaxrnn import distributed, variants
 from jaxrnn.cells.base import get_field, replace_field
@@ -250,7 +251,8 @@ def head_loss_metric(task: Task, params, ys, batch: Batch):
 
 def forward(cell, task: Task, params, batch: Batch, parallel: bool = True):
     """Linear-recurrence cells run through the associative scan unless ``parallel=False``."""
-    run = jaxrnn.associative_scan if parallel and jaxrnn.parallel.is_linear(cell) else jaxrnn.scan
+    linear = parallel and jaxrnn.drivers.parallel.is_linear(cell)
+    run = jaxrnn.associative_scan if linear else jaxrnn.scan
     ys, _ = run(cell, params["cell"], batch.xs)
     return head_loss_metric(task, params, ys, batch)
 
@@ -557,7 +559,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="seconds-long check: 2 seeds, 20 steps, hidden 8, vanilla,nfg,mingru "
                         "unless --variants is given")
-    distributed.add_arguments(parser)
+    harness.add_device_flags(parser)
     args = parser.parse_args(argv)
 
     args.tasks = [t.strip() for t in args.task.split(",") if t.strip()]

@@ -25,7 +25,7 @@ Model, as in the background articles' Keras char-RNN: character embedding -> 2-l
 (:class:`jaxrnn.StackedRNN`; forget-gate bias 1 as Keras's ``unit_forget_bias``;
 ``recurrent_dropout=0.2``: variational dropout on h_{t-1}, one mask per sequence, Gal &
 Ghahramani 2016; ``dropout=0.2`` between the layers) -> softmax, with dropout 0.2 also on the
-embedding output and before the softmax (:class:`jaxrnn.language_model.LanguageModel`).
+embedding output and before the softmax (:class:`jaxrnn.nn.language_model.LanguageModel`).
 Truncated BPTT over the training text cut into ``--batch-size`` rows, the state carried from
 window to window (:func:`jaxrnn.train.batchify` / ``get_window``), Adam on the mean
 per-character cross entropy with gradient clipping, the lr multiplied by ``--lr-decay`` every
@@ -37,7 +37,7 @@ contiguous streams with the state carried through. Reference points on the same 
 a unigram model and the best add-alpha character n-gram (order <= 5 and alpha picked on the
 validation split).
 
-Sampling (:mod:`jaxrnn.sampling` over :meth:`LanguageModel.step`, one step of the whole
+Sampling (:mod:`jaxrnn.decoding` over :meth:`LanguageModel.step`, one step of the whole
 stack): the prompt is fed in one character at a time, then characters are drawn from
 ``softmax(logits / temperature)`` restricted to the ``--top-k`` most likely and/or the
 smallest nucleus of probability ``--top-p`` (Holtzman et al., 2020). A sample is printed
@@ -66,7 +66,7 @@ import numpy as np
 
 import jaxrnn
 from jaxrnn import sampling, train
-from jaxrnn.language_model import LanguageModel
+from jaxrnn.nn.language_model import LanguageModel
 from jaxrnn.train.cli import run_for_script
 
 UNK = "<unk>"
@@ -156,7 +156,7 @@ def ngram_baselines(train_ids, valid_ids, test_ids, vocab: int) -> dict[str, flo
 
 def make_evaluator(model: LanguageModel, ids: np.ndarray, batch_size: int, bptt: int):
     """Bits per character over a whole split, the state carried from window to window."""
-    mean_nll = train.stream_evaluator(model, ids, batch_size, bptt)
+    mean_nll = jaxrnn.nn.stream_evaluator(model, ids, batch_size, bptt)
 
     def evaluate(params) -> dict[str, float]:
         nats = mean_nll(params)

@@ -41,10 +41,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import harness
 import jaxrnn
 from jaxrnn import distributed, train
 from jaxrnn.data import DataError, load_word_corpus, markov_corpus
-from jaxrnn.language_model import LanguageModel
+from jaxrnn.nn.language_model import LanguageModel
 from jaxrnn.train.cli import run_for_script
 
 # Hyperparameters of Zaremba et al. (2014) and their published (valid, test) perplexities.
@@ -113,7 +114,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "bfloat16 is an opt-in speed trade (AMX / tensor cores), not the paper's "
                    "float32 model")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    distributed.add_arguments(p)
+    harness.add_device_flags(p)
     args = p.parse_args(argv)
     preset = PRESETS[args.preset]
     for name in HYPERPARAMETERS:
@@ -143,7 +144,7 @@ def build_model(args, vocab_size: int) -> LanguageModel:
 
 def make_evaluator(model: LanguageModel, ids: np.ndarray, batch_size: int, bptt: int):
     """Per-token NLL and perplexity over a whole split, the state carried throughout."""
-    mean_nll = train.stream_evaluator(model, ids, batch_size, bptt)
+    mean_nll = jaxrnn.nn.stream_evaluator(model, ids, batch_size, bptt)
 
     def evaluate(params) -> dict[str, float]:
         loss = mean_nll(params)

@@ -32,11 +32,11 @@ Model (all pieces from jaxrnn):
 
   Both then compute ``ht_i = tanh(W_c [c_i; s_i])`` and ``p(y_i) = softmax(W_o ht_i + b)``
   (Luong's attentional hidden state; Bahdanau's deep-output maxout is replaced by it).
-  The attention functions are :mod:`jaxrnn.attention`.
+  The attention functions are :mod:`jaxrnn.nn.attention`.
 - training: teacher forcing (the reference previous character is fed), mean token cross
   entropy, Adam, through :func:`jaxrnn.train.run_training`.
-- decoding: greedy (:func:`jaxrnn.sampling.generate` at temperature 0) and beam search
-  (:func:`jaxrnn.sampling.beam_search`); ``exact_match`` in results.json is the beam's.
+- decoding: greedy (:func:`jaxrnn.decoding.generate` at temperature 0) and beam search
+  (:func:`jaxrnn.decoding.beam_search`); ``exact_match`` in results.json is the beam's.
 
 Outputs in --out: config.json, metrics.jsonl, loss.png, attention.png (attention matrices of
 held-out examples: rows output characters, columns input characters), results.json
@@ -63,7 +63,7 @@ import numpy as np
 
 import jaxrnn
 from jaxrnn import attention, sampling, train
-from jaxrnn.language_model import token_cross_entropy
+from jaxrnn.nn.language_model import token_cross_entropy
 from jaxrnn.train.cli import run_for_script
 
 TARGET = 0.99

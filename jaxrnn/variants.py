@@ -23,7 +23,7 @@ Your own cell joins the same space, and then every experiment that takes variant
 Groups: Greff et al. (2017)'s vanilla LSTM and its eight variants, the forget-bias and
 layer-norm LSTMs, the GRU family (both reset conventions, MGU), the linear recurrences
 (minGRU, minLSTM, LRU, RG-LRU, Mamba's S6), which also run through
-:func:`jaxrnn.parallel.associative_scan`, and the "modern" family (sLSTM, mLSTM, DeltaNet, Gated
+:func:`jaxrnn.associative_scan`, and the "modern" family (sLSTM, mLSTM, DeltaNet, Gated
 DeltaNet; the last three also run through :func:`jaxrnn.chunkwise_scan`). ``<name>_neg`` is the
 negative-eigenvalue version of an input-dependent linear recurrence (Grazzi et al., 2025).
 """

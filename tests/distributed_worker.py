@@ -24,7 +24,7 @@ def setup(dropout: float):
     """(loss_fn, optimizer, initial TrainState, batches): a 2-layer LSTM language model."""
     import jaxrnn
     from jaxrnn import train
-    from jaxrnn.language_model import LanguageModel
+    from jaxrnn.nn.language_model import LanguageModel
 
     rnn = jaxrnn.StackedRNN(jaxrnn.LSTM(HIDDEN), num_layers=2, dropout=dropout)
     model = LanguageModel(VOCAB, rnn, embed_size=HIDDEN, dropout=dropout, init_scale=0.1)

@@ -1,11 +1,11 @@
-"""jaxrnn.attention: the equations against numpy, masking, batching with vmap, errors."""
+"""jaxrnn.nn.attention: the equations against numpy, masking, batching with vmap, errors."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrnn import attention
+from jaxrnn.nn import attention
 
 
 def softmax(x):

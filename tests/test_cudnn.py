@@ -1,6 +1,6 @@
 """strategy="cudnn": the packing for jax.experimental.rnn, checked on a CPU against lstm_ref.
 
-cuDNN itself needs an NVIDIA GPU, which CI does not have. Here ``jaxrnn.cudnn.lstm_call`` (the
+cuDNN itself needs an NVIDIA GPU, which CI does not have. Here ``kernels.cudnn.lstm_call`` (the
 one place that calls ``jax.experimental.rnn.lstm``) is replaced by JAX's reference for the same
 flat weights (``unpack_lstm_weights`` + ``lstm_ref``), so the tests check everything jaxrnn does
 around cuDNN: the weight layout, forget_bias folding, lengths (including 0), reversal, layouts,
@@ -16,8 +16,8 @@ import pytest
 from jax.experimental import rnn
 
 import jaxrnn
-from jaxrnn import cudnn
-from jaxrnn.recurrence import resolve_strategy
+from jaxrnn.drivers.strategy import resolve_strategy
+from jaxrnn.kernels import cudnn
 
 
 def _reference_call(x, h0, c0, weights, seq_lengths, input_size, hidden_size):
@@ -28,7 +28,10 @@ def _reference_call(x, h0, c0, weights, seq_lengths, input_size, hidden_size):
 
 @pytest.fixture
 def fake_gpu(monkeypatch):
+    """cuDNN stood in by JAX's reference, and run on the CPU lowering too, so the cuDNN branch
+    of jaxrnn.scan executes here."""
     monkeypatch.setattr(cudnn, "available", lambda: True)
+    monkeypatch.setattr(cudnn, "PLATFORMS", ("cuda", "cpu"))
     monkeypatch.setattr(cudnn, "lstm_call", _reference_call)
 
 
@@ -40,13 +43,21 @@ def test_strategy_resolution_without_a_gpu():
     assert resolve_strategy("cudnn", jaxrnn.LSTM(4, proj_size=2)) == "hoisted"
 
 
-def test_strategy_resolution_with_a_gpu(fake_gpu):
-    assert resolve_strategy("cudnn", jaxrnn.LSTM(4)) == "cudnn"
-    assert resolve_strategy("cudnn", jaxrnn.LSTM(4, forget_bias=1.0, use_bias=False)) == "cudnn"
-    assert resolve_strategy("cudnn", jaxrnn.GRU(4)) == "fused"  # cuDNN LSTM only
-    assert resolve_strategy("cudnn", jaxrnn.LSTM(4, compute_dtype=jnp.bfloat16)) == "fused"
-    assert resolve_strategy("cudnn", jaxrnn.LSTM(4), resets=True) == "hoisted"
-    assert resolve_strategy("auto", jaxrnn.LSTM(4)) != "cudnn"  # opt-in only
+def test_strategy_resolution_with_a_gpu(monkeypatch):
+    monkeypatch.setattr(cudnn, "available", lambda: True)
+
+    def cudnn_on(cell, platform="cuda", **kw):
+        return resolve_strategy("cudnn", cell, platform=platform, **kw)
+
+    assert cudnn_on(jaxrnn.LSTM(4)) == "cudnn"
+    assert cudnn_on(jaxrnn.LSTM(4, forget_bias=1.0, use_bias=False)) == "cudnn"
+    assert cudnn_on(jaxrnn.GRU(4)) == "fused"  # cuDNN LSTM only
+    assert cudnn_on(jaxrnn.LSTM(4, compute_dtype=jnp.bfloat16)) == "fused"
+    assert cudnn_on(jaxrnn.LSTM(4), resets=True) == "hoisted"
+    for other in ("rocm", "tpu", "cpu"):  # no cuDNN there: the fused kernel
+        assert cudnn_on(jaxrnn.LSTM(4), platform=other) == "fused"
+    for platform in ("cpu", "cuda", "rocm", "tpu"):  # opt-in only
+        assert resolve_strategy("auto", jaxrnn.LSTM(4), platform=platform) != "cudnn"
 
 
 def test_packed_weights_follow_the_documented_layout():
@@ -85,7 +96,7 @@ def _check_cudnn_against_the_per_step_cell(options, rtol, atol):
                               time_major=time_major, strategy=strategy)
         return jnp.sum(ys * jnp.cos(ys)) + jnp.sum(jnp.sin(fin.h)) + jnp.sum(fin.c ** 2), (ys, fin)
 
-    assert resolve_strategy("cudnn", cell) == "cudnn"
+    assert resolve_strategy("cudnn", cell, platform="cuda") == "cudnn"
     grad = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
     (v_c, (ys_c, fin_c)), g_c = grad(params, xs, carry0, "cudnn")
     (v_p, (ys_p, fin_p)), g_p = grad(params, xs, carry0, "in_loop")

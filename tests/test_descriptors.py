@@ -18,8 +18,8 @@ import user_cells
 import jaxrnn
 from jaxrnn import variants
 from jaxrnn.cells import base
-from jaxrnn.parallel import is_linear
-from jaxrnn.recurrence import resolve_strategy
+from jaxrnn.drivers.parallel import is_linear
+from jaxrnn.drivers.strategy import resolve_strategy
 from jaxrnn.train import Checkpointer
 
 H, D, B, T = 3, 2, 2, 5

@@ -83,8 +83,9 @@ def test_api_reference_covers_every_public_name():
     top = [n for n in jaxrnn.__all__ if n != "__version__"
            and not isinstance(getattr(jaxrnn, n), type(jaxrnn))]
     missing = [f"jaxrnn.{n}" for n in top if f"jaxrnn.{n}" not in api]
-    modules = ["jaxrnn.variants", "jaxrnn.parallel", "jaxrnn.train", "jaxrnn.data",
-               "jaxrnn.sampling", "jaxrnn.attention", "jaxrnn.losses", "jaxrnn.language_model",
+    modules = ["jaxrnn.variants", "jaxrnn.drivers.parallel", "jaxrnn.train", "jaxrnn.data",
+               "jaxrnn.decoding", "jaxrnn.nn.attention", "jaxrnn.nn.losses",
+               "jaxrnn.nn.language_model",
                "jaxrnn.distributed", *sorted(set(jaxrnn.interop._LAZY.values()))]
     for name in modules:
         module = importlib.import_module(name)

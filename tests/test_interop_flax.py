@@ -1,4 +1,4 @@
-"""jaxrnn.interop.flax: linen/nnx adapters and weight conversion, checked against flax's cells."""
+"""jaxrnn.interop.flax_modules and flax_convert: linen/nnx adapters and weight conversion."""
 
 import functools
 

@@ -1,11 +1,11 @@
-"""jaxrnn.losses: the fused output layer + cross entropy equals the plain formulation."""
+"""jaxrnn.nn.losses: the fused output layer + cross entropy equals the plain formulation."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrnn.losses import linear_cross_entropy, token_cross_entropy
+from jaxrnn.nn.losses import linear_cross_entropy, token_cross_entropy
 
 B, T, H, V = 3, 4, 5, 7
 

@@ -7,7 +7,7 @@ import pytest
 
 import jaxrnn
 from jaxrnn import variants
-from jaxrnn.parallel import associative_scan, is_linear
+from jaxrnn.drivers.parallel import associative_scan, is_linear
 
 H, D, B, T = 3, 2, 3, 7
 LINEAR = variants.names("linear")

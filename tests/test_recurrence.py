@@ -127,14 +127,14 @@ def test_fused_equals_plain_values_and_gradients(setup, reverse):
 
 @pytest.mark.parametrize("make", [jaxrnn.LSTM, jaxrnn.GRU])
 def test_fused_weight_gradients_through_the_transposed_copy(make):
-    """With at least TN_COPY_MIN_ROWS = T*B rows the fused backward makes a row-major copy of
-    the gate gradients' transpose for the weight gradients (jaxrnn/_matmul.py): the same values
-    as the per-step formulation, with lengths, and the copy is really made on a CPU."""
-    from jaxrnn import _matmul
+    """With at least the CPU's tn_copy rows (T*B) the fused backward makes a row-major copy of
+    the gate gradients' transpose for the weight gradients (jaxrnn.kernels.matmul): the same
+    values as the per-step formulation, with lengths; the copy is in the CPU lowering only."""
+    from jaxrnn.tuning import TUNING
 
     cell = make(5)
     b, t = 64, 33
-    assert b * t >= _matmul.TN_COPY_MIN_ROWS
+    assert b * t >= TUNING["cpu"].tn_copy[0]
     params = cell.init(jax.random.PRNGKey(0), 3)
     xs = jax.random.normal(jax.random.PRNGKey(1), (b, t, 3))
     lengths = jax.random.randint(jax.random.PRNGKey(2), (b,), 0, t + 1)
@@ -145,29 +145,35 @@ def test_fused_weight_gradients_through_the_transposed_copy(make):
 
     grad = jax.grad(loss, argnums=(0, 1))
     _assert_tree_close(grad(params, xs, "fused"), grad(params, xs, "in_loop"))
-    if jax.default_backend() == "cpu":
-        jaxpr = jax.make_jaxpr(lambda p, x: grad(p, x, "fused"))(params, xs)
-        assert "optimization_barrier" in str(jaxpr)
+    fn = jax.jit(lambda p, x: grad(p, x, "fused"))
+    assert "optimization_barrier" in str(jax.make_jaxpr(fn)(params, xs))
+    for platform, copied in (("cpu", True), ("cuda", False), ("tpu", False)):
+        module = jax.export.export(fn, platforms=(platform,))(params, xs).mlir_module()
+        assert ("optimization_barrier" in module) == copied, platform
 
 
 @pytest.mark.parametrize("make", [jaxrnn.LSTM, jaxrnn.GRU])
 def test_fused_inference_projects_in_chunks(make, monkeypatch):
-    """Without gradients the fused forward projects the input a chunk of time steps at a time on a
-    CPU (jaxrnn.fused.PRIMAL_CHUNK_BYTES): chunks of 3 steps over T = 8 (two chunks and a tail
-    of 2), with lengths, h_mask and reverse, give the per-step cell's outputs and carries; and
-    gradients still go through the one large projection."""
-    from jaxrnn import fused
+    """Without gradients the fused forward projects the input a chunk of time steps at a time on
+    the platforms whose tuning sets inference_chunk_bytes (the CPU): chunks of 3 steps over
+    T = 8 (two chunks and a tail of 2), with lengths, h_mask and reverse, give the per-step
+    cell's outputs and carries; gradients still go through the one large projection; a cuda
+    lowering projects all steps at once."""
+    import dataclasses
+
+    from jaxrnn import tuning
+    from jaxrnn.kernels import fused
 
     cell = make(5)
     b, t, d = 4, 8, 3
     # 3 steps' projection per chunk: bytes = 4 * b * (gates * H) * 3
-    monkeypatch.setattr(fused, "PRIMAL_CHUNK_BYTES", 4 * b * cell.num_gates * 5 * 3)
-    fused._lstm_fn.cache_clear()
-    fused._gru_fn.cache_clear()
-    if jax.default_backend() == "cpu":
-        assert fused.primal_chunk(t, b, cell.num_gates * 5) == 3
-    assert fused.primal_chunk(2, b, cell.num_gates * 5) == 0  # one chunk would hold every step
-    assert fused.primal_chunk(t, 0, cell.num_gates * 5) == 0  # an empty batch: nothing to chunk
+    chunk_bytes = 4 * b * cell.num_gates * 5 * 3
+    monkeypatch.setitem(tuning.TUNING, "cpu", dataclasses.replace(
+        tuning.TUNING["cpu"], inference_chunk_bytes=chunk_bytes))
+    assert fused.primal_chunk(t, b, cell.num_gates * 5, chunk_bytes) == 3
+    assert fused.primal_chunk(t, b, cell.num_gates * 5, None) == 0  # no chunking on this platform
+    assert fused.primal_chunk(2, b, cell.num_gates * 5, chunk_bytes) == 0  # one chunk: every step
+    assert fused.primal_chunk(t, 0, cell.num_gates * 5, chunk_bytes) == 0  # an empty batch
     params = cell.init(jax.random.PRNGKey(0), d)
     xs = jax.random.normal(jax.random.PRNGKey(1), (b, t, d))
     mask = jax.random.bernoulli(jax.random.PRNGKey(4), 0.7, (b, 5)).astype(jnp.float32)
@@ -180,9 +186,11 @@ def test_fused_inference_projects_in_chunks(make, monkeypatch):
     grads = str(jax.make_jaxpr(jax.grad(
         lambda p, x: jnp.sum(jaxrnn.scan(cell, p, x, strategy="fused")[0])))(params, xs))
     chunked = f"f32[2,3,{b},{d}]"  # the input, in two chunks of 3 steps
-    assert (chunked in jaxpr) == (jax.default_backend() == "cpu") and chunked not in grads
-    fused._lstm_fn.cache_clear()
-    fused._gru_fn.cache_clear()
+    assert chunked in jaxpr and chunked not in grads
+    fn = jax.jit(lambda p, x: jaxrnn.scan(cell, p, x, strategy="fused"))
+    for platform, want in (("cpu", True), ("cuda", False)):
+        module = jax.export.export(fn, platforms=(platform,))(params, xs).mlir_module()
+        assert (f"tensor<2x3x{b}x{d}xf32>" in module) == want, platform
 
 
 @pytest.mark.parametrize("make", [jaxrnn.LSTM, jaxrnn.GRU])
@@ -212,26 +220,28 @@ def test_fused_bfloat16_matches_plain_bfloat16(make):
 
 
 def test_auto_strategy_choice():
-    from jaxrnn.recurrence import resolve_strategy
+    from jaxrnn.drivers.strategy import resolve_strategy
 
-    assert resolve_strategy("auto", jaxrnn.LSTM(4)) == "fused"
-    assert resolve_strategy("auto", jaxrnn.GRU(4)) == "fused"
+    for platform in ("cpu", "cuda", "rocm", "tpu"):
+        def auto(cell, platform=platform, **kw):
+            return resolve_strategy("auto", cell, platform=platform, **kw)
+
+        assert auto(jaxrnn.LSTM(4)) == "fused"
+        assert auto(jaxrnn.GRU(4)) == "fused"
+        assert auto(jaxrnn.LSTM(4, proj_size=2)) == ("in_loop" if platform == "cpu" else "hoisted")
+        assert auto(jaxrnn.LSTM(256), xs_shape=(8, 4096, 256)) == "fused"
+        # large float32 batches on a CPU: thick per-step matmuls, in_loop; GPUs and TPUs fuse
+        wide = "in_loop" if platform == "cpu" else "fused"
+        assert auto(jaxrnn.LSTM(512), xs_shape=(256, 100, 512)) == wide
+        assert auto(jaxrnn.LSTM(256), xs_shape=(128, 100, 256)) == "fused"
+        assert auto(jaxrnn.LSTM(256), xs_shape=(129, 100, 256)) == wide
+        assert auto(jaxrnn.GRU(256), xs_shape=(64, 100, 256)) == wide
+        assert auto(jaxrnn.GRU(256), xs_shape=(32, 100, 256)) == "fused"
+        assert auto(jaxrnn.GRU(8), xs_shape=(100, 256, 8), time_major=True) == wide
+        low = jaxrnn.LSTM(512, compute_dtype=jnp.bfloat16)  # bf16: fused at any batch
+        assert auto(low, xs_shape=(256, 100, 512)) == "fused"
     assert resolve_strategy("fused", jaxrnn.GRU(4, reset_after=False)) == "hoisted"
     assert resolve_strategy("fused", jaxrnn.LSTM(4), resets=True) == "hoisted"
-    assert resolve_strategy("auto", jaxrnn.LSTM(4, proj_size=2)) in ("in_loop", "hoisted")
-    if jax.default_backend() == "cpu":  # large batches: thick per-step matmuls, in_loop
-        assert resolve_strategy("auto", jaxrnn.LSTM(512), xs_shape=(256, 100, 512)) == "in_loop"
-        assert resolve_strategy("auto", jaxrnn.LSTM(256), xs_shape=(64, 100, 256)) == "fused"
-        assert resolve_strategy("auto", jaxrnn.LSTM(256), xs_shape=(128, 100, 256)) == "fused"
-        assert resolve_strategy("auto", jaxrnn.LSTM(256), xs_shape=(129, 100, 256)) == "in_loop"
-        assert resolve_strategy("auto", jaxrnn.GRU(256), xs_shape=(64, 100, 256)) == "in_loop"
-        assert resolve_strategy("auto", jaxrnn.GRU(256), xs_shape=(32, 100, 256)) == "fused"
-        assert resolve_strategy("auto", jaxrnn.LSTM(200), xs_shape=(20, 35, 200)) == "fused"
-        assert resolve_strategy("auto", jaxrnn.LSTM(256), xs_shape=(8, 4096, 256)) == "fused"
-        assert resolve_strategy("auto", jaxrnn.GRU(8), xs_shape=(100, 256, 8),
-                                time_major=True) == "in_loop"
-        low = jaxrnn.LSTM(512, compute_dtype=jnp.bfloat16)  # bf16: fused at any batch
-        assert resolve_strategy("auto", low, xs_shape=(256, 100, 512)) == "fused"
     with pytest.raises(ValueError, match="strategy='fast'; expected"):
         resolve_strategy("fast", jaxrnn.LSTM(4))
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import jaxrnn
-from jaxrnn.recurrence import resolve_strategy
+from jaxrnn.drivers.strategy import resolve_strategy
 
 D, H, B, T = 3, 4, 3, 7
 LENGTHS = jnp.array([7, 3, 0], dtype=jnp.int32)

@@ -8,7 +8,7 @@ import torch
 
 import jaxrnn
 from jaxrnn.interop.torch import from_torch
-from jaxrnn.language_model import LanguageModel
+from jaxrnn.nn.language_model import LanguageModel
 
 STACK = jaxrnn.StackedRNN(jaxrnn.LSTM(4))
 

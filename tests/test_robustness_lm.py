@@ -7,8 +7,8 @@ import pytest
 from jax.experimental import checkify
 
 import jaxrnn
-from jaxrnn.language_model import LanguageModel
-from jaxrnn.losses import linear_cross_entropy, token_cross_entropy
+from jaxrnn.nn.language_model import LanguageModel
+from jaxrnn.nn.losses import linear_cross_entropy, token_cross_entropy
 
 V = 10
 MODEL = LanguageModel(V, jaxrnn.StackedRNN(jaxrnn.LSTM(4)), embed_size=4)

@@ -1,4 +1,4 @@
-"""jaxrnn.sampling: logit filters, sampling, generate over LanguageModel.step, beam search."""
+"""jaxrnn.decoding: logit filters, sampling, generate over LanguageModel.step, beam search."""
 
 import functools
 import itertools
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import jaxrnn
-from jaxrnn import sampling
-from jaxrnn.language_model import LanguageModel
+from jaxrnn import decoding as sampling
+from jaxrnn.nn.language_model import LanguageModel
 
 LOGITS = jnp.log(jnp.asarray([[0.5, 0.3, 0.15, 0.05], [0.1, 0.2, 0.3, 0.4]], jnp.float32))
 

@@ -1,7 +1,7 @@
 """Diagonal linear recurrences: LRU (Orvieto et al., 2023) and Griffin's RG-LRU (De et al., 2024).
 
 Both are linear in the state, ``s_t = a_t * s_{t-1} + b_t``, so they run in parallel over time
-(:func:`jaxrnn.parallel.associative_scan`) and step by step (:func:`jaxrnn.scan`).
+(:func:`jaxrnn.drivers.parallel.associative_scan`) and step by step (:func:`jaxrnn.scan`).
 
 LRU, "Resurrecting Recurrent Neural Networks for Long Sequences", for one example::
 

@@ -1,7 +1,7 @@
 """minGRU and minLSTM (Feng et al., 2024, "Were RNNs All We Needed?").
 
 Gates that depend on the input only make the recurrence linear in h, ``h_t = a_t * h_{t-1} + b_t``,
-so it runs in parallel over time (:func:`jaxrnn.parallel.associative_scan`) as well as step by step
+so it runs in parallel over time (:func:`jaxrnn.associative_scan`) as well as step by step
 (:func:`jaxrnn.scan`). For one example::
 
     minGRU:   z_t = sigmoid(W_z x_t + b_z)       h~_t = g(W_h x_t + b_h)

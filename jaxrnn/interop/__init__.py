@@ -1,5 +1,5 @@
 """Interoperability with other frameworks: PyTorch weights (:mod:`jaxrnn.interop.torch`) and
-Flax modules (:mod:`jaxrnn.interop.flax`).
+Flax modules (:mod:`jaxrnn.interop.flax_modules`).
 
 Importing this package imports neither torch nor flax: each name below is looked up in its
 submodule on first use (PEP 562 module ``__getattr__``), so ``import jaxrnn.interop`` is cheap
@@ -19,10 +19,15 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(
         [
             "CellModule", "RNNModule", "NNXCell", "nnx_cell",
+        ],
+        "jaxrnn.interop.flax_modules",
+    ),
+    **dict.fromkeys(
+        [
             "from_flax_lstm", "to_flax_lstm", "from_flax_gru", "to_flax_gru",
             "lstm_carry_from_flax", "lstm_carry_to_flax",
         ],
-        "jaxrnn.interop.flax",
+        "jaxrnn.interop.flax_convert",
     ),
 }
 

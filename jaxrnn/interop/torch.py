@@ -41,8 +41,8 @@ import torch
 
 from jaxrnn import _checks
 from jaxrnn.cells import GRU, LSTM, Elman, ElmanState, GRUState, LSTMState
-from jaxrnn.layers import StackedRNN
-from jaxrnn.recurrence import check_lengths
+from jaxrnn.drivers.inputs import check_lengths
+from jaxrnn.nn.stack import StackedRNN
 
 _TORCH_NAMES = {
     "w_ih": "weight_ih_l{}",

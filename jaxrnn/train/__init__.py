@@ -40,10 +40,6 @@ State and steps (:mod:`jaxrnn.train.state`, :mod:`jaxrnn.train.step`)
     ``evaluate(eval_step, params, carry, batches) -> {name: sum}`` summing on the device
     and transferring once.
 
-Stream evaluation (:mod:`jaxrnn.train.stream_eval`)
-    ``stream_evaluator(model, ids, batch_size, window) -> (params -> mean nats)``: a language
-    model over a whole split, the state carried through it, as Zaremba et al.'s code.
-
 Checkpoints (:mod:`jaxrnn.train.checkpoint`)
     ``Checkpointer(directory, *, max_to_keep=3)``: ``save(step, state, metadata)`` is
     synchronous and atomic (orbax temporary folder + rename; a killed save is never
@@ -138,7 +134,6 @@ from jaxrnn.train.metrics import (
 from jaxrnn.train.schedules import OPTIMIZERS, epoch_decay, lr_metric, make_optimizer
 from jaxrnn.train.state import TrainState
 from jaxrnn.train.step import evaluate, make_eval_step, make_train_step
-from jaxrnn.train.stream_eval import stream_evaluator
 
 __all__ = [
     "OPTIMIZERS",
@@ -170,6 +165,5 @@ __all__ = [
     "read_metrics",
     "reexec_with_allocator_settings",
     "run_training",
-    "stream_evaluator",
     "tree_digest",
 ]

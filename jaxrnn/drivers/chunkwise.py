@@ -1,7 +1,7 @@
 """Chunkwise-parallel driver for cells with a chunkwise form (mLSTM, DeltaNet, Gated DeltaNet).
 
 :func:`chunkwise_scan` computes what :func:`jaxrnn.scan` computes (same ``lengths``, ``resets``
-and ``reverse`` semantics, see :mod:`jaxrnn.recurrence`), but a ``jax.lax.scan`` step processes
+and ``reverse`` semantics, see :mod:`jaxrnn.drivers.scan`), but a ``jax.lax.scan`` step processes
 a chunk of ``chunk_size`` time steps at once with the cell's
 ``chunk_step(params, carry, xs, *, starts, valid, initial_carry) -> (carry, ys)``: dense matmuls
 inside the chunk and the carry passed between chunks, T / chunk_size sequential steps instead of
@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn.recurrence import check_scan_inputs, reverse_sequence
+from jaxrnn.drivers.inputs import check_scan_inputs, reverse_sequence
 
 
 def has_chunkwise_form(cell: Any) -> bool:

@@ -42,8 +42,8 @@ from jax.experimental import checkify
 
 from jaxrnn import _checks
 from jaxrnn.cells.initializers import Uniform
-from jaxrnn.layers import StackedRNN, State, dropout
-from jaxrnn.losses import linear_cross_entropy, token_cross_entropy
+from jaxrnn.nn.losses import linear_cross_entropy, token_cross_entropy
+from jaxrnn.nn.stack import StackedRNN, State, dropout
 
 __all__ = ["LanguageModel", "token_cross_entropy"]
 
@@ -222,7 +222,7 @@ class LanguageModel:
         SUMMED over the unrolled steps (TensorFlow's sequence_loss averaged across the batch, then
         reduce_sum, as in the paper's code: lr 1.0 there is T times a per-token-mean lr), and
         ``nll_sum`` the sum over all B*T tokens (for per-token nats and perplexity). The softmax
-        layer and the cross entropy run fused (:func:`jaxrnn.losses.linear_cross_entropy`), its
+        layer and the cross entropy run fused (:func:`jaxrnn.nn.losses.linear_cross_entropy`), its
         matmuls in the recurrent cell's ``compute_dtype`` (float32 unless the cell sets one).
         """
         _checks.check_int_array("LanguageModel.loss", "targets", targets, np.shape(tokens))

@@ -1,7 +1,7 @@
 """Parallel-over-time driver for cells whose recurrence is linear: ``s_t = a_t * s_{t-1} + b_t``.
 
 :func:`associative_scan` computes what :func:`jaxrnn.scan` computes (same ``lengths``, ``resets``
-and ``reverse`` semantics, see :mod:`jaxrnn.recurrence`), in O(log T) depth with
+and ``reverse`` semantics, see :mod:`jaxrnn.drivers.scan`), in O(log T) depth with
 ``jax.lax.associative_scan`` (Blelloch, 1990; as minimal-LRU and recurrentgemma). Each step is the
 affine map ``s -> a s + b``; composing step 1 then step 2 gives ``(a1 a2, a2 b1 + b2)``. A
 segment start (t = 0, or ``resets[t]``) drops everything before it::
@@ -34,7 +34,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.recurrence import (
+from jaxrnn.drivers.inputs import (
     check_carry_dtypes,
     check_scan_inputs,
     clamp_lengths,
@@ -127,7 +127,7 @@ def associative_scan(
     Returns:
       ``(ys, final_carry)`` as :func:`jaxrnn.scan` returns them (equal up to rounding).
     """
-    where = "jaxrnn.parallel.associative_scan"
+    where = "jaxrnn.drivers.parallel.associative_scan"
     if not is_linear(cell):
         missing = [name for name in _REQUIRED if not hasattr(cell, name)]
         raise TypeError(

@@ -4,7 +4,7 @@ As Zaremba et al. (2014)'s code evaluates: the split is cut into ``batch_size`` 
 batch 1, in the paper), read window by window, each window starting from the previous window's
 final state; every token but the first of each row is predicted once. Works with any model that
 has ``loss(params, inputs, targets, state) -> (loss, (state, nll_sum))`` and
-``initial_state(params, batch_size)`` (e.g. :class:`jaxrnn.language_model.LanguageModel`).
+``initial_state(params, batch_size)`` (e.g. :class:`jaxrnn.nn.language_model.LanguageModel`).
 """
 
 from __future__ import annotations

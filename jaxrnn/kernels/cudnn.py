@@ -30,14 +30,27 @@ import jax.numpy as jnp
 from jaxrnn.cells.lstm import LSTM, LSTMState
 
 
+PLATFORMS: tuple[str, ...] = ("cuda",)
+"""The lowering platforms ``strategy="cudnn"`` runs cuDNN on (elsewhere it runs "fused")."""
+
+
 def supports(cell) -> bool:
     """True for a cell cuDNN computes exactly: a plain float32 LSTM."""
     return type(cell) is LSTM and cell.proj_size == 0 and cell.compute_dtype is None
 
 
 def available() -> bool:
-    """True when the default backend is a GPU (cuDNN's LSTM is a GPU-only custom call)."""
-    return jax.default_backend() == "gpu"
+    """True when this process has a CUDA GPU.
+
+    ``jax.experimental.rnn`` queries cuDNN's workspace sizes while it traces, so the cuDNN path
+    can only be traced where a CUDA GPU is present: this is the one platform decision jaxrnn
+    makes from the tracing machine, and it only enables the explicit ``strategy="cudnn"``
+    (never ``"auto"``). ROCm GPUs have no cuDNN and run ``"fused"``.
+    """
+    try:
+        return len(jax.devices("cuda")) > 0
+    except RuntimeError:  # no CUDA backend in this process
+        return False
 
 
 def pack_weights(cell: LSTM, params) -> jax.Array:

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import _checks
-from jaxrnn._matmul import mm, mm_tn
+from jaxrnn.kernels.matmul import mm, mm_tn
 
 __all__ = ["linear_cross_entropy", "token_cross_entropy"]
 

@@ -38,7 +38,9 @@ import numpy as np
 from jaxrnn import _checks
 from jaxrnn.cells import base
 from jaxrnn.cells.base import Cell, check_carry
-from jaxrnn.recurrence import STRATEGIES, Strategy, check_remat, scan
+from jaxrnn.drivers.inputs import check_remat
+from jaxrnn.drivers.scan import scan
+from jaxrnn.drivers.strategy import STRATEGIES, Strategy
 
 
 class LayerState(NamedTuple):

@@ -11,8 +11,9 @@ all T*B rows::
 
 The forward pass hoists the input projection of all time steps into one matmul
 (xp = x W_ih^T + b_ih + b_hh) and keeps the gate activations and cell states for the backward.
-Without gradients (inference) on a CPU it projects a chunk of time steps at a time instead
-(:data:`PRIMAL_CHUNK_BYTES`), in an outer loop over chunks.
+Without gradients (inference) it projects a chunk of time steps at a time instead, in an outer
+loop over chunks, on the platforms whose :data:`jaxrnn.tuning.TUNING` entry sets
+``inference_chunk_bytes`` (the CPU: the chunk's projection stays in cache).
 
 Equations: exactly :class:`jaxrnn.LSTM` (gate order i, f, g, o; forget_bias) and
 :class:`jaxrnn.GRU` with ``reset_after=True``; masks for ``lengths`` (outputs zero, carry frozen
@@ -23,7 +24,7 @@ With the cell's ``compute_dtype`` (e.g. ``jnp.bfloat16``) every matmul, forward 
 takes operands cast to it and accumulates in float32 (the cells' contract); gates, states,
 outputs and gradients stay float32. The weights enter the loops pre-transposed ([H, 4H] forward,
 [4H, H] backward), the row-major form XLA:CPU hands to its bf16 kernels: LSTM training step at
-(20, 35, 650) 55 ms in bf16 against 89 ms in float32 on the CPU of benchmarks/RESULTS.md.
+(20, 35, 650) 55 ms in bf16 against 89 ms in float32 (benchmarks/STRATEGY.md).
 
 Forward-mode AD (``jax.jvp``) is not available on this path (``custom_vjp``); use
 ``strategy="in_loop"`` or ``"hoisted"`` for it. No gradient flows to ``h_mask``.
@@ -32,14 +33,16 @@ Forward-mode AD (``jax.jvp``) is not available on this path (``custom_vjp``); us
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxrnn._matmul import mm as _mm
-from jaxrnn._matmul import mm_tn as _mm_tn
 from jaxrnn.cells.gru import GRU, GRUState
 from jaxrnn.cells.lstm import LSTM, LSTMState
+from jaxrnn.kernels.matmul import mm as _mm
+from jaxrnn.kernels.matmul import mm_tn as _mm_tn
+from jaxrnn.tuning import per_platform, tuning
 
 
 def supports(cell) -> bool:
@@ -49,6 +52,12 @@ def supports(cell) -> bool:
     if type(cell) is GRU:
         return cell.reset_after
     return False
+
+
+def kind(cell) -> str:
+    """The fused kernel's name for ``cell``, ``"lstm"`` or ``"gru"`` (the key of
+    :attr:`jaxrnn.tuning.PlatformTuning.fused_max_batch`); ``cell`` must be supported."""
+    return "lstm" if type(cell) is LSTM else "gru"
 
 
 def _bias(params, cell) -> jax.Array:
@@ -73,23 +82,30 @@ def _freeze(valid_t, new, old):
     return jnp.where(valid_t[:, None], new, old)
 
 
-# Without gradients (the custom VJP's primal, i.e. inference), a CPU projects the input in chunks
-# of time steps of at most this many bytes of projection, inside an outer loop over chunks, instead
-# of all T steps at once: the chunk's projection stays in cache, and no [T, B, nH] buffer lands on
-# fresh pages every call. LSTM inference at (64, 100, 256) on the 2-core AMD EPYC of
-# benchmarks/RESULTS.md (session 7): 57.6 ms projected at once; in chunks of 2, 8 and 16 MiB
-# (8, 32 and 64 steps) 43.2, 42.4 and 52.9 ms (in_loop: 42.7); at (8, 4096, 256) 350.9 ms at once,
-# 282.9 in 8 MiB chunks. Training keeps the one large projection (chunked it measured the same).
-PRIMAL_CHUNK_BYTES = 2**23
-
-
-def primal_chunk(steps: int, batch: int, width: int) -> int:
-    """Time steps per projected chunk in the no-gradient forward; 0 projects all steps at once
-    (not on a CPU, for an empty batch, or when one chunk would hold every step)."""
-    if jax.default_backend() != "cpu" or batch * width == 0:
+def primal_chunk(steps: int, batch: int, width: int, chunk_bytes: int | None) -> int:
+    """Time steps per projected chunk in the no-gradient forward, for chunks of at most
+    ``chunk_bytes`` bytes of projection (a platform's ``inference_chunk_bytes``); 0 projects all
+    steps at once (``chunk_bytes`` None, an empty batch, or one chunk would hold every step)."""
+    if chunk_bytes is None or batch * width == 0:
         return 0
-    chunk = max(1, PRIMAL_CHUNK_BYTES // (4 * batch * width))
+    chunk = max(1, chunk_bytes // (4 * batch * width))
     return 0 if chunk >= steps else chunk
+
+
+def _primal(forward, steps: int, batch: int, width: int):
+    """The custom VJP's primal (inference): ``forward(..., chunk)`` with each platform's
+    chunking (:data:`jaxrnn.tuning.TUNING`, ``inference_chunk_bytes``), one branch per distinct
+    chunk length."""
+    def run(*args):
+        variants: dict[int, Any] = {}
+
+        def for_platform(platform):
+            chunk = primal_chunk(steps, batch, width, tuning(platform).inference_chunk_bytes)
+            return variants.setdefault(chunk, lambda *a: forward(*a, chunk)[0])
+
+        return per_platform(for_platform, *args)
+
+    return run
 
 
 def _scan_projected(body, carry, xs, valid, project, chunk, unroll=1):
@@ -156,8 +172,8 @@ def _lstm_fn(forget_bias: float, unroll: int, dtype=None):
 
     @jax.custom_vjp
     def run(w_ih, w_hh, b, xs, h0, c0, valid, mask):
-        chunk = primal_chunk(xs.shape[0], xs.shape[1], w_ih.shape[0])
-        return forward(w_ih, w_hh, b, xs, h0, c0, valid, mask, chunk)[0]
+        primal = _primal(forward, xs.shape[0], xs.shape[1], w_ih.shape[0])
+        return primal(w_ih, w_hh, b, xs, h0, c0, valid, mask)
 
     def fwd(w_ih, w_hh, b, xs, h0, c0, valid, mask):
         out, (gates, cs, hprev) = forward(w_ih, w_hh, b, xs, h0, c0, valid, mask)
@@ -232,8 +248,8 @@ def _gru_fn(dtype=None):
 
     @jax.custom_vjp
     def run(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
-        chunk = primal_chunk(xs.shape[0], xs.shape[1], w_ih.shape[0])
-        return forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask, chunk)[0]
+        primal = _primal(forward, xs.shape[0], xs.shape[1], w_ih.shape[0])
+        return primal(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask)
 
     def fwd(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
         out, (acts, hprev) = forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask)
