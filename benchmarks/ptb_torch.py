@@ -28,7 +28,6 @@ import argparse
 import collections
 import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -175,9 +174,11 @@ def main(argv=None) -> int:
     seconds = time.perf_counter() - start
     timed = total - args.warmup_steps
     token_loss = float(loss_sum) / (timed * bptt)
+    from jaxrnn.train.metrics import perplexity  # after the timed steps: JAX stays unloaded
+
     results = {"tokens_per_sec": timed * batch * bptt / seconds, "timed_steps": timed,
                "timed_s": seconds, "steps": total, "train_loss": token_loss,
-               "train_ppl": math.exp(token_loss), "device": str(device),
+               "train_ppl": perplexity(token_loss), "device": str(device),
                "threads": torch.get_num_threads(), "torch_version": torch.__version__,
                "compute_dtype": args.compute_dtype}
     if args.out is not None:

@@ -36,7 +36,9 @@ the top-level values stay those the run started with.
 (step and environment of each continuation). ``results.json``: the script's results. Both are
 written atomically, as indented JSON.
 
-Exit codes: 2 for bad arguments, bad data or a refused run; 3 for a non-finite loss.
+Exit codes (defined in :mod:`jaxrnn.train.cli`): 2 for bad arguments, bad data, a refused run
+or no intact checkpoint; 3 for a diverged run (non-finite or overflowing loss or perplexity); 4
+when the operating system refused a write (full disk: the path and errno are named).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ import numpy as np
 from jaxrnn.train.cli import (  # noqa: F401  (re-exported for the scripts)
     EXIT_BAD_INPUT,
     EXIT_NON_FINITE,
+    EXIT_OS_ERROR,
+    exit_code,
     fraction,
     positive_float,
     positive_int,
@@ -486,13 +490,22 @@ def start(args: argparse.Namespace, *, not_compared: Iterable[str] = (),
 
 def main(script_main: Callable[[], Any]) -> None:
     """A script's ``__main__``: host allocator setup (:mod:`jaxrnn.train.host`), then
-    ``script_main()``; an int it returns is the exit code."""
+    ``script_main()``; an int it returns is the exit code. A known error it raises (bad data,
+    a diverged run, a corrupt checkpoint, a refused write: :func:`jaxrnn.train.cli.exit_code`)
+    is printed as one line and exits with its code; any other error keeps its traceback."""
     from jaxrnn import train
 
     if "--deterministic" in sys.argv[1:]:  # before the backend starts (and survives the re-exec)
         train.use_deterministic_ops()
     train.reexec_with_allocator_settings()
-    code = script_main()
+    try:
+        code = script_main()
+    except Exception as err:
+        known = exit_code(err)
+        if known is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        code = known
     sys.exit(code if isinstance(code, int) else 0)
 
 

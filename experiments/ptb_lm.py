@@ -182,7 +182,7 @@ def make_evaluator(model, ids: np.ndarray, batch_size: int, bptt: int):
 
     def evaluate(params) -> dict[str, float]:
         loss = mean_nll(params)
-        return {"loss": loss, "ppl": math.exp(loss)}
+        return {"loss": loss, "ppl": train.perplexity(loss)}
 
     return evaluate
 

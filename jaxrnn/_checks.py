@@ -205,3 +205,50 @@ def check_ids(where: str, name: str, ids: Any, size: int) -> None:
             f"(min {int(values.min())}, max {int(values.max())}); ids must lie in [0, V) with "
             f"V = {size}"
         )
+
+
+def check_params_like(where: str, params: Any, like: Any, source: str, *,
+                      shapes: bool = True) -> None:
+    """Raises ValueError unless ``params`` has the parameters of ``like`` (a pytree of
+    ``jax.ShapeDtypeStruct``, e.g. ``jax.eval_shape`` of the model's ``init``), each of the
+    same shape (with ``shapes=False``: the same names only). The message names the missing or
+    unexpected parameters, or the one whose shape differs with the expected shape and
+    ``source`` (what ``like`` came from)."""
+    try:
+        got = {jax.tree_util.keystr(path): np.shape(leaf)
+               for path, leaf in jax.tree_util.tree_leaves_with_path(params)}
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{where}: params is {type(params).__name__}; expected the pytree "
+                        f"returned by {source}") from err
+    want = {jax.tree_util.keystr(path): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(like)}
+    if set(got) != set(want):
+        missing = sorted(set(want) - set(got))
+        extra = sorted(set(got) - set(want))
+        def listed(keys: list[str]) -> str:
+            shown = ", ".join("params" + k for k in keys[:4])
+            return shown + (f", ... ({len(keys)} in all)" if len(keys) > 4 else "")
+
+        parts = [f"missing {listed(missing)}" if missing else "",
+                 f"unexpected {listed(extra)}" if extra else ""]
+        raise ValueError(
+            f"{where}: params do not fit {source}: {'; '.join(p for p in parts if p)} "
+            "(params of another cell or model?)"
+        )
+    for key, shape in want.items():
+        if shapes and tuple(got[key]) != shape:
+            raise ValueError(
+                f"{where}: params{key} has shape {fmt_shape(got[key])}; expected "
+                f"{fmt_shape(shape)} from {source} (params of another size or cell?)"
+            )
+
+
+def check_model_params(where: str, model: Any, params: Any, input_size: int) -> None:
+    """Checks that ``params`` has the parameter names of ``model.init(key, input_size)``
+    (``jax.eval_shape``, nothing allocated): e.g. a bidirectional model given the params of a
+    unidirectional one. Shapes are left to the cells' own checks, which name the expected
+    input size."""
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    like = jax.eval_shape(lambda k: model.init(k, input_size), key)
+    check_params_like(where, params, like, f"this {type(model).__name__}'s init(key, "
+                      f"input_size={input_size})", shapes=False)

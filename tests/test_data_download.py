@@ -145,3 +145,62 @@ def test_verify(tmp_path):
     assert str(path) in str(info.value) and MD5 in str(info.value) and "f" * 32 in str(info.value)
     with pytest.raises(ChecksumError, match="does not exist"):
         verify(tmp_path / "absent.bin", sha256=SHA256)
+
+
+class _ShortHandler(http.server.BaseHTTPRequestHandler):
+    """Promises 1000 bytes, sends 10, closes: a connection lost mid-download."""
+
+    def do_GET(self):  # noqa: N802 - name fixed by the base class
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b"0123456789")
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, format, *args):  # noqa: A002
+        pass
+
+
+def test_fetch_short_read_leaves_nothing(tmp_path):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ShortHandler)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/file.txt"
+        with pytest.raises(DownloadError, match="could not download .*file.txt"):
+            fetch(url, filename="file.txt", cache_dir=tmp_path / "cache", timeout=5)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_fetch_interrupted_mid_download_leaves_nothing(server, tmp_path, monkeypatch):
+    import pooch
+
+    def interrupted(self, url, output_file, pooch_obj, check_only=False):
+        pathlib.Path(output_file).write_bytes(CONTENT[:5])  # half written, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pooch.HTTPDownloader, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(server.url + "file.txt", filename="a/file.txt", sha256=SHA256,
+              cache_dir=tmp_path / "cache")
+    assert _leftovers(tmp_path / "cache") == []
+
+
+def test_fetch_file_urls_copy_through_the_same_checks(tmp_path):
+    source = tmp_path / "mirror" / "file.txt"
+    source.parent.mkdir()
+    source.write_bytes(CONTENT)
+    path = fetch(source.as_uri(), filename="f/file.txt", sha256=SHA256, md5=MD5,
+                 cache_dir=tmp_path / "cache")
+    assert path.read_bytes() == CONTENT
+    with pytest.raises(DownloadError, match=r"checksum mismatch .*md5 expected f{32}"):
+        fetch(source.as_uri(), filename="g/file.txt", sha256=SHA256, md5="f" * 32,
+              cache_dir=tmp_path / "cache")
+    with pytest.raises(DownloadError, match="could not download .*absent.txt"):
+        fetch((tmp_path / "absent.txt").as_uri(), filename="h.txt", cache_dir=tmp_path / "cache")
+    assert _leftovers(tmp_path / "cache") == ["f/file.txt"]

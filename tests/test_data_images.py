@@ -122,3 +122,51 @@ def test_load_mnist_data_dir_checks_md5(tmp_path):
 def test_load_mnist_unknown_name():
     with pytest.raises(ValueError, match="unknown name='kmnist'"):
         load_mnist("kmnist")
+
+
+def test_read_idx_header_whose_dimensions_overflow(tmp_path):
+    path = tmp_path / "huge.idx"
+    path.write_bytes(b"\x00\x00\x0d\x03" + struct.pack(">III", 2**32 - 1, 2**32 - 1, 2**32 - 1)
+                     + b"\x00" * 8)
+    with pytest.raises(DataError, match=r"declares shape \(4294967295, 4294967295, "
+                                        r"4294967295\).* more than max_bytes=") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+    small = tmp_path / "small.idx"
+    small.write_bytes(_idx_bytes(np.zeros((4, 4), np.uint8), 0x08))
+    with pytest.raises(DataError, match="16 data bytes, more than max_bytes=8"):
+        read_idx(small, max_bytes=8)
+
+
+def test_read_idx_gzip_bomb_is_not_decompressed_whole(tmp_path):
+    """A gzip whose header declares 10 bytes but which inflates to 64 MB of zeros."""
+    path = tmp_path / "bomb.idx.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"\x00\x00\x08\x01" + struct.pack(">I", 10))
+        zeros = bytes(1 << 20)
+        for _ in range(64):
+            f.write(zeros)
+    assert path.stat().st_size < 200_000
+    with pytest.raises(DataError, match=r"more than 10 data bytes \(decompressed\)") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+    corrupt = tmp_path / "corrupt.idx.gz"
+    corrupt.write_bytes(gzip.compress(_idx_bytes(np.zeros(100, np.uint8), 0x08))[:-12] + b"x")
+    with pytest.raises(DataError, match=f"cannot read {corrupt}"):
+        read_idx(corrupt)
+
+
+def test_load_mnist_data_dir_missing_or_incomplete_is_an_error_unless_download(
+        tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("must not download")
+
+    monkeypatch.setattr(images_module, "_fetch_from_mirrors", no_network)
+    with pytest.raises(DataError, match=r"data_dir .*nowhere does not exist; place the four"):
+        load_mnist("mnist", data_dir=tmp_path / "nowhere")
+    (tmp_path / "part").mkdir()
+    (tmp_path / "part" / "train-images-idx3-ubyte.gz").write_bytes(b"x")
+    with pytest.raises(DataError, match=r"lacks train-labels-idx1-ubyte.gz, t10k-images"):
+        load_mnist("mnist", data_dir=tmp_path / "part")
+    with pytest.raises(AssertionError, match="must not download"):  # asked for: it downloads
+        load_mnist("mnist", data_dir=tmp_path / "part", download=True)

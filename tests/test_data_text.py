@@ -169,11 +169,18 @@ def test_download_path_uses_fetch_with_checksums(tmp_path, monkeypatch):
     )
     assert all(c[3] == cache for c in calls)
 
-    # A data_dir that lacks a split falls back to the download for that split only.
+    # A data_dir that lacks a split: an error naming the file, unless the download is
+    # asked for, which then fetches that split only.
     calls.clear()
     partial = _write_ptb(tmp_path / "partial")
     (partial / "ptb.test.txt").unlink()
-    load_word_corpus("ptb", partial, cache_dir=cache, verify=False)
+    with pytest.raises(DataError, match=r"test split is missing: .*partial/ptb.test.txt does "
+                                        r"not exist \(and no download was asked for\)"):
+        load_word_corpus("ptb", partial, cache_dir=cache, verify=False)
+    with pytest.raises(DataError, match=r"data_dir .*does_not_exist is not a directory"):
+        load_word_corpus("ptb", tmp_path / "does_not_exist", cache_dir=cache)
+    assert calls == []
+    load_word_corpus("ptb", partial, cache_dir=cache, verify=False, download=True)
     assert [c[1] for c in calls] == ["ptb/ptb.test.txt"]
 
 

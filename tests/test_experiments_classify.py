@@ -389,3 +389,28 @@ def test_read_imdb_reports_unreadable_and_incomplete_archives(tmp_path):
     partial.write_bytes(buffer.getvalue())
     with pytest.raises(DataError, match="holds 1 training and 0 test reviews; expected at least 1"):
         read_imdb(partial, expected_per_split=None)
+
+
+def test_fetch_imdb_data_dir_without_a_copy_is_an_error_unless_download(tmp_path):
+    with pytest.raises(DataError, match=r"data_dir .*nowhere does not exist"):
+        fetch_imdb(data_dir=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds neither aclImdb_v1.tar.gz nor an extracted"):
+        fetch_imdb(data_dir=tmp_path / "empty")
+    with pytest.raises(DataError, match="could not download"):
+        fetch_imdb(data_dir=tmp_path / "empty", download=True, cache_dir=tmp_path / "cache",
+                   url=(tmp_path / "absent.tar.gz").as_uri())
+
+
+def test_read_imdb_refuses_an_oversized_member(tmp_path):
+    import io
+
+    archive = tmp_path / "big.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        payload = bytes(2 << 20)  # 2 MiB of zeros: a few kB compressed
+        info = tarfile.TarInfo("aclImdb/train/pos/0_10.txt")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    with pytest.raises(DataError, match=r"member aclImdb/train/pos/0_10.txt is 2097152 bytes; "
+                                        r"a review is at most 1048576"):
+        read_imdb(archive)

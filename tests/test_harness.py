@@ -251,3 +251,34 @@ def test_cells_from_names_and_module_specs(capsys):
         with pytest.raises(SystemExit):
             harness.check_cells(toy_parser(), [spec])
         assert f"unknown variant {spec!r}" in capsys.readouterr().err
+
+
+def test_main_turns_known_errors_into_one_line_and_an_exit_code(capsys, monkeypatch):
+    import errno
+
+    from jaxrnn.data import DataError
+    from jaxrnn.train import CheckpointSaveError, CorruptCheckpointError, NonFiniteLossError
+
+    monkeypatch.setenv("JAXRNN_SYSTEM_MALLOC", "1")  # no re-exec inside the test process
+
+    def raising(err):
+        def script_main():
+            raise err
+        return script_main
+
+    cases = [
+        (DataError("ptb.train.txt is empty"), 2),
+        (CorruptCheckpointError(8, Path("/r/checkpoints/8"), "unreadable"), 2),
+        (NonFiniteLossError(5, 4, 4), 3),
+        (CheckpointSaveError(8, "/r/checkpoints/8", errno.ENOSPC, "No space left on device"), 4),
+    ]
+    for err, code in cases:
+        with pytest.raises(SystemExit) as info:
+            harness.main(raising(err))
+        assert info.value.code == code
+        assert capsys.readouterr().err == f"error: {err}\n"
+    with pytest.raises(SystemExit) as info:
+        harness.main(lambda: 0)
+    assert info.value.code == 0
+    with pytest.raises(RuntimeError, match="a bug"):  # an unexpected error keeps its traceback
+        harness.main(raising(RuntimeError("a bug")))

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from jaxrnn.train import batchify, get_window, minibatches, num_windows
+from jaxrnn.data import DataError
+from jaxrnn.train import StreamTooShortError, batchify, get_window, minibatches, num_windows
 
 
 def test_batchify_drops_tail_and_keeps_rows_contiguous():
@@ -35,8 +36,11 @@ def test_window_errors_name_sizes():
         num_windows(stream, 4)
     with pytest.raises(ValueError, match=r"index=3 is out of range.*3 windows"):
         get_window(stream, 3, 1)
-    with pytest.raises(ValueError, match=r"3 tokens is shorter than batch_size=4"):
+    with pytest.raises(StreamTooShortError, match=r"3 tokens is shorter than batch_size=4"
+                                                  ) as info:
         batchify(np.arange(3), 4)
+    # bad data for a script (exit 2), and still a ValueError for library callers
+    assert isinstance(info.value, DataError) and isinstance(info.value, ValueError)
     with pytest.raises(ValueError, match=r"ids has shape \(2, 2\)"):
         batchify(np.zeros((2, 2), np.int32), 1)
     with pytest.raises(ValueError, match="integer token ids"):

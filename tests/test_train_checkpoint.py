@@ -113,3 +113,121 @@ def test_dtype_mismatch_is_an_error_not_a_cast(tmp_path):
         extra = state._replace(carry=jnp.zeros((2,), jnp.float32))
         with pytest.raises(ValueError, match=r"missing from the checkpoint: \['carry'\]"):
             ckpt.restore(like=extra)
+
+
+def _largest_file(folder):
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return max(files, key=lambda p: p.stat().st_size)
+
+
+def _damage(folder, how):
+    """Flips one bit in the middle of, or truncates, the largest file under ``folder``."""
+    path = _largest_file(folder)
+    data = bytearray(path.read_bytes())
+    if how == "flip":
+        data[len(data) // 2] ^= 1
+    else:
+        data = data[: len(data) // 3]
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate"])
+def test_a_damaged_checkpoint_is_reported_in_one_line(tmp_path, how):
+    from jaxrnn.train import CorruptCheckpointError
+
+    state = make_state(0)
+    big = state._replace(params={**state.params, "w": jax.random.normal(
+        jax.random.PRNGKey(5), (64, 64), jnp.float32)})
+    with Checkpointer(tmp_path / "c") as ckpt:
+        ckpt.save(1, big, {"n": 1})
+        ckpt.save(2, big, {"n": 2})
+        _damage(tmp_path / "c" / "2" / "state", how)
+        with pytest.raises(CorruptCheckpointError, match=r"checkpoint 2 at .*/c/2 is corrupt: ")\
+                as info:
+            ckpt.restore(like=big)
+        assert "\n" not in str(info.value) and len(str(info.value)) < 700
+        messages = []
+        step, restored, meta = ckpt.restore_intact(like=big, report=messages.append)
+        assert step == 1 and meta == {"n": 1}
+        assert_bitwise_equal(restored, big)
+        assert len(messages) == 2 and "checkpoint 2" in messages[0]
+        assert messages[1] == "resuming from checkpoint 1, the newest intact one (skipped 2)"
+        # The damaged one was moved aside, so step 2 can be saved again.
+        assert ckpt.all_steps() == [1] and (tmp_path / "c.corrupt" / "2").is_dir()
+        ckpt.save(2, big, {"n": 2})
+        assert ckpt.restore(like=big)[1] == {"n": 2}
+
+
+def test_changed_metadata_and_no_intact_checkpoint(tmp_path):
+    from jaxrnn.train import CorruptCheckpointError
+
+    state = make_state(0)
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(3, state, {"metrics_lines": 12})
+        meta_file = next((tmp_path / "3" / "metadata").rglob("metadata"))
+        meta_file.write_text(meta_file.read_text().replace("12", "13"))
+        with pytest.raises(CorruptCheckpointError, match="its metadata differs from the sha256"):
+            ckpt.restore(like=state)
+        with pytest.raises(CorruptCheckpointError, match=r"no earlier checkpoint .* is intact "
+                                                          r"\(tried 3\)"):
+            ckpt.restore_intact(like=state, report=lambda message: None)
+        assert ckpt.all_steps() == [3]  # nothing moved when nothing is intact
+    with Checkpointer(tmp_path / "empty") as ckpt:
+        assert ckpt.restore_intact(like=state) is None
+
+
+def test_non_finite_states_are_never_good_checkpoints(tmp_path):
+    from jaxrnn.train import CorruptCheckpointError, NonFiniteStateError
+
+    state = make_state(0)
+    bad = state._replace(params={**state.params, "w": state.params["w"].at[0, 0].set(jnp.inf)})
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(1, state, {})
+        with pytest.raises(NonFiniteStateError, match=r"checkpoint 2 not saved: the state holds "
+                                                      r"NaN or infinite values in \.params\['w'\]"):
+            ckpt.save(2, bad, {}, require_finite=True)
+        assert ckpt.all_steps() == [1]
+        ckpt.save(2, bad, {})  # allowed without require_finite, but never restored as good
+        with pytest.raises(CorruptCheckpointError, match="holds NaN or infinite values"):
+            ckpt.restore(like=state)
+        restored, _ = ckpt.restore(like=state, allow_non_finite=True)
+        assert_bitwise_equal(restored, bad)
+        assert ckpt.restore_intact(like=state, report=lambda m: None)[0] == 1
+
+
+def test_reserved_metadata_keys(tmp_path):
+    with Checkpointer(tmp_path) as ckpt, pytest.raises(ValueError, match="reserved"):
+        ckpt.save(1, make_state(0), {"_jaxrnn_state_sha256": "x"})
+
+
+def test_a_failed_write_names_path_and_errno_and_keeps_the_earlier_checkpoint(tmp_path):
+    """A real OS error from tensorstore's writer: a file size limit (EFBIG), like a full disk."""
+    import subprocess
+    import sys
+
+    code = f"""
+import resource, signal
+import jax, jax.numpy as jnp
+from jaxrnn.train import Checkpointer, CheckpointSaveError
+ckpt = Checkpointer({str(tmp_path)!r})
+ckpt.save(1, {{"w": jnp.ones((4,))}}, {{}})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+try:
+    ckpt.save(2, {{"w": jax.random.normal(jax.random.PRNGKey(0), (50000,))}}, {{}})
+except CheckpointSaveError as err:
+    print("ERR", err.errno, err)
+print("STEPS", ckpt.all_steps())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    err_line = next(line for line in done.stdout.splitlines() if line.startswith("ERR"))
+    assert err_line.startswith("ERR 27 cannot save checkpoint 2: File too large (errno 27 "
+                               "EFBIG) writing " + str(tmp_path))
+    assert "the earlier checkpoints are intact" in err_line
+    assert "STEPS [1]" in done.stdout
+    assert "Traceback" not in done.stderr  # orbax's own error log is silenced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1"]  # no half-written folder
+    with Checkpointer(tmp_path) as ckpt:
+        assert ckpt.restore(like={"w": jnp.zeros((4,))})[0]["w"].tolist() == [1.0] * 4

@@ -311,3 +311,108 @@ t.train({str(tmp_path)!r}, batch_fn=slow)
     state, summary = train(tmp_path, resume=True)
     assert summary["resumed_from"] is not None
     assert_same_run(tmp_path, state, reference)
+
+
+def _damage_largest_file(folder, how):
+    path = max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(path.read_bytes())
+    if how == "flip":
+        data[len(data) // 2] ^= 1
+    else:
+        data = data[: len(data) // 3]
+    path.write_bytes(bytes(data))
+
+
+def test_resume_skips_corrupt_checkpoints_and_still_ends_bitwise_identical(
+        tmp_path, reference, capsys):
+    train(tmp_path, max_steps=10)  # checkpoints 4, 7, 8
+    _damage_largest_file(tmp_path / "checkpoints" / "8" / "state", "flip")
+    _damage_largest_file(tmp_path / "checkpoints" / "7" / "state", "truncate")
+    state, summary = train(tmp_path, resume=True)  # re-does steps 4..10
+    out = capsys.readouterr().out
+    assert summary["resumed_from"] == 4
+    assert "warning: checkpoint 8 at " in out and "warning: checkpoint 7 at " in out
+    assert "resuming from checkpoint 4, the newest intact one (skipped 8, 7)" in out
+    assert "Traceback" not in out
+    assert sorted(p.name for p in (tmp_path / "checkpoints.corrupt").iterdir()) == ["7", "8"]
+    assert_same_run(tmp_path, state, reference)
+
+
+def test_divergence_exit_codes_and_messages(tmp_path, capsys):
+    from jaxrnn.train import CorruptCheckpointError, perplexity
+    from jaxrnn.train.cli import EXIT_BAD_INPUT, EXIT_NON_FINITE, run_for_script
+
+    assert perplexity(1000.0) == float("inf") and perplexity(2.0) == pytest.approx(np.exp(2))
+    assert np.isnan(perplexity(float("nan")))
+    common = dict(train_step=TRAIN_STEP, steps_per_epoch=STEPS, num_epochs=2, ckpt_every=4,
+                  progress=False, verbose=False, get_batch=get_batch)
+    # A finite validation loss whose perplexity overflows: exit 3 before epoch 0's checkpoint.
+    code = run_for_script(state=fresh_state(), out_dir=tmp_path / "a",
+                          evaluate_fn=lambda s, e: {"loss": 800.0}, **common)
+    err = capsys.readouterr().err
+    assert code == EXIT_NON_FINITE
+    assert "non-finite valid ppl (ppl inf) in the evaluation after epoch 1 (step 7)" in err
+    assert "the last good checkpoint is step 4" in err
+    with Checkpointer(tmp_path / "a" / "checkpoints") as ckpt:
+        assert ckpt.all_steps() == [4]
+
+    # Every step's loss finite (3e38, its gradient not), but their float32 sum overflows.
+    def huge_loss(params, carry, batch, key):
+        loss, aux = loss_fn(params, carry, batch, key)
+        return loss + jax.lax.stop_gradient(jnp.float32(3e38)), aux
+
+    with pytest.raises(NonFiniteLossError, match=r"running sum of loss \(overflow\) at step 1"):
+        run_training(state=fresh_state(), out_dir=tmp_path / "b", **{
+            **common, "log_every": 2, "train_step": make_train_step(huge_loss, OPTIMIZER)})
+
+    # A finite loss of 800 nats: its perplexity overflows; found before checkpoint 4.
+    def overflowing_loss(params, carry, batch, key):
+        loss, aux = loss_fn(params, carry, batch, key)
+        return loss + jax.lax.stop_gradient(jnp.float32(800.0)), aux
+
+    with pytest.raises(NonFiniteLossError, match=r"non-finite train perplexity \(mean loss "
+                                                 r"80\d\.\d+ over the last 4 steps; exp "
+                                                 r"overflows\) at step 3 .*no good checkpoint"):
+        run_training(state=fresh_state(), out_dir=tmp_path / "o", **{
+            **common, "log_every": 100,
+            "train_step": make_train_step(overflowing_loss, OPTIMIZER)})
+    with Checkpointer(tmp_path / "o" / "checkpoints") as ckpt:
+        assert ckpt.all_steps() == []
+
+    # Every checkpoint corrupt: resume refuses (exit 2) in one line.
+    train(tmp_path / "c", max_steps=4)
+    _damage_largest_file(tmp_path / "c" / "checkpoints" / "4" / "state", "flip")
+    with pytest.raises(CorruptCheckpointError, match="no earlier checkpoint"):
+        train(tmp_path / "c", resume=True)
+    code = run_for_script(state=fresh_state(), out_dir=tmp_path / "c", resume=True, **common)
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT
+    assert err.count("\n") == 1 and err.startswith("error: checkpoint 4 at ")
+
+
+def test_a_failed_checkpoint_write_exits_4_naming_path_and_errno(tmp_path, capsys,
+                                                                   monkeypatch):
+    import errno
+
+    from jaxrnn.train import checkpoint
+    from jaxrnn.train.cli import EXIT_OS_ERROR, run_for_script
+
+    real = checkpoint._fsync_tree
+
+    def full_disk(root):
+        if root.name == "8":
+            raise OSError(errno.ENOSPC, "No space left on device", str(root / "state"))
+        real(root)
+
+    monkeypatch.setattr(checkpoint, "_fsync_tree", full_disk)
+    code = run_for_script(state=fresh_state(), train_step=TRAIN_STEP, get_batch=get_batch,
+                          steps_per_epoch=STEPS, num_epochs=2, ckpt_every=4, progress=False,
+                          verbose=False, out_dir=tmp_path)
+    err = capsys.readouterr().err
+    assert code == EXIT_OS_ERROR
+    assert err == (f"error: cannot save checkpoint 8: No space left on device (errno "
+                   f"{errno.ENOSPC} ENOSPC) writing {tmp_path}/checkpoints/8/state; the "
+                   "earlier checkpoints are intact\n")
+    with Checkpointer(tmp_path / "checkpoints") as ckpt:
+        assert ckpt.all_steps() == [4, 7]
+        ckpt.restore(like=fresh_state())

@@ -42,7 +42,8 @@ space with :func:`jaxrnn.variants.register`, and every driver, layer and experim
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import jax
@@ -267,16 +268,50 @@ def input_size_of(params: Params) -> int:
 def input_size_method(cell: Any, params: Params) -> int:
     """``cell.input_size(params)`` of the built-in cells: the input size their params were
     initialised for (``w_ih`` is [rows, input_size]). Drivers use it, where a cell has it, to
-    name the expected size in their errors."""
-    del cell
-    return input_size_of(params)
+    name the expected size in their errors. It also checks ``params`` against
+    :func:`check_params` (the parameters this cell's ``init`` makes)."""
+    return check_params(cell, params)
 
 
-def check_step_input(cell: Any, params: Params, x: jax.Array, carry: Any = None) -> None:
+@functools.lru_cache(maxsize=256)
+def _init_shapes_cached(cell: Any, input_size: int) -> Any:
+    return _init_shapes(cell, input_size)
+
+
+def _init_shapes(cell: Any, input_size: int) -> Any:
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    return jax.eval_shape(lambda k: cell.init(k, input_size), key)
+
+
+def check_params(cell: Any, params: Params, where: str | None = None) -> int:
+    """Checks ``params`` against ``jax.eval_shape(cell.init)`` for their input size (from
+    ``w_ih``): the same parameter names, each of the same shape. Returns the input size.
+
+    Raises:
+        ValueError: naming the missing or unexpected parameters, or the parameter whose shape
+            differs with the expected one (params of another cell or size).
+    """
+    where = where or type(cell).__name__
+    w_ih = params.get("w_ih") if isinstance(params, Mapping) else None
+    size = int(np.shape(w_ih)[-1]) if w_ih is not None and np.ndim(w_ih) >= 1 else 1
+    try:
+        like = _init_shapes_cached(cell, size)
+    except TypeError:  # an unhashable cell
+        like = _init_shapes(cell, size)
+    source = f"{type(cell).__name__}(hidden_size={getattr(cell, 'hidden_size', '?')}).init(" \
+             f"key, input_size={size})"
+    _checks.check_params_like(where, params, like, source)
+    return size
+
+
+_NOT_GIVEN = object()
+
+
+def check_step_input(cell: Any, params: Params, x: jax.Array, carry: Any = _NOT_GIVEN) -> None:
     """Checks one example's input ``x`` (and ``carry``, if given) for a built-in cell's step."""
     where = f"{type(cell).__name__}.step"
+    d = check_params(cell, params, where)
     _checks.check_float(where, "x", x)
-    d = input_size_of(params)
     _checks.check_shape(
         where,
         "x",
@@ -284,7 +319,7 @@ def check_step_input(cell: Any, params: Params, x: jax.Array, carry: Any = None)
         (d,),
         hint="= (input_size,) for one example; use jax.vmap or jaxrnn.scan for batches",
     )
-    if carry is not None:
+    if carry is not _NOT_GIVEN:  # a None carry is checked too (and rejected)
         check_carry(cell, params, carry, (), where)
 
 

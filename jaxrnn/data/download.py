@@ -1,9 +1,10 @@
-"""One download helper for every dataset: a checksummed, atomic, cached ``fetch``.
+"""One download helper for every dataset: a checksummed, atomic, cached ``fetch`` (pooch).
 
-A file is downloaded to a temporary file in the destination directory, its digest is checked, and
-only then is it moved into place with :func:`os.replace`, so the cache never holds a half-written or
-corrupt file: after a failure (network error, HTTP error, checksum mismatch, Ctrl-C) nothing is
-left behind.
+:func:`fetch` downloads with :func:`pooch.retrieve`: the bytes go to a temporary file in the
+destination directory, their digests are checked, and only then is the file moved into place, so
+the cache never holds a half-written or corrupt file: after a failure (network error, HTTP error,
+checksum mismatch, Ctrl-C) nothing is left behind. ``file://`` URLs (a local mirror) are copied
+through the same checks.
 
 The cache directory is ``$JAXRNN_DATA`` if set, else ``~/.cache/jaxrnn``.
 """
@@ -11,13 +12,18 @@ The cache directory is ``$JAXRNN_DATA`` if set, else ``~/.cache/jaxrnn``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pathlib
 import re
-import sys
-import tempfile
-import urllib.error
+import shutil
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pooch
+import requests
 
 from jaxrnn.data.errors import ChecksumError, DownloadError
 
@@ -129,51 +135,28 @@ def _destination(root: pathlib.Path, filename: str) -> pathlib.Path:
     return root.joinpath(*relative.parts)
 
 
-class _Progress:
-    """Minimal progress display on stderr (tqdm if it is installed)."""
-
-    def __init__(self, enabled: bool, total: int | None, name: str):
-        self._bar = None
-        self._enabled = enabled
-        self._done = 0
-        self._total = total
-        self._name = name
-        if enabled:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                return
-            self._bar = tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False)
-
-    def update(self, count: int) -> None:
-        self._done += count
-        if self._bar is not None:
-            self._bar.update(count)
-        elif self._enabled:
-            total = f"/{self._total}" if self._total else ""
-            print(f"\r{self._name}: {self._done}{total} bytes", end="", file=sys.stderr)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        elif self._enabled:
-            print(file=sys.stderr)
+class _Mismatch(ValueError):
+    """The downloaded bytes have the wrong digest (raised inside pooch's download)."""
 
 
-def _download(url: str, out, *, timeout: float, progress: bool, name: str) -> None:
-    """Streams ``url`` into the open binary file ``out``."""
-    request = urllib.request.Request(url, headers={"User-Agent": "jaxrnn-data/1"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        length = response.headers.get("Content-Length")
-        bar = _Progress(progress, int(length) if length and length.isdigit() else None, name)
-        try:
-            while chunk := response.read(_CHUNK_BYTES):
-                out.write(chunk)
-                bar.update(len(chunk))
-        finally:
-            bar.close()
-        if length and length.isdigit() and out.tell() != int(length):
-            raise OSError(f"connection closed after {out.tell()} of {length} bytes")
+def _copy_local(url: str, output_file: str, pooch_obj: Any) -> None:
+    """pooch downloader for ``file://`` URLs (a local mirror): copies the file."""
+    del pooch_obj
+    parsed = urllib.parse.urlparse(url)
+    shutil.copyfile(urllib.request.url2pathname(parsed.path), output_file)
+
+
+def _checked(downloader: Callable[..., None], expected: dict[str, str]) -> Callable[..., None]:
+    """``downloader``, then every expected digest checked on pooch's temporary file, so that
+    a mismatch raises before pooch moves the file into the cache."""
+
+    def download(url: str, output_file: str, pooch_obj: Any) -> None:
+        downloader(url, output_file, pooch_obj)
+        mismatches = _mismatches(pathlib.Path(output_file), expected)
+        if mismatches:
+            raise _Mismatch("; ".join(mismatches))
+
+    return download
 
 
 def fetch(
@@ -223,30 +206,29 @@ def fetch(
         f"Check the network connection, or download {url} yourself and place it at {dest} "
         "(or put the dataset's files in the directory given by --data-dir)"
     )
+    if urllib.parse.urlparse(url).scheme == "file":
+        downloader = _copy_local
+    else:
+        downloader = pooch.HTTPDownloader(
+            progressbar=progress, timeout=timeout, headers={"User-Agent": "jaxrnn-data/1"})
+    known_hash = next((f"{alg}:{value}" for alg, value in expected.items()), None)
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # pooch announces each download at INFO level
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    except OSError as e:
-        raise DownloadError(f"cannot download {url}: cannot write to {dest.parent}: {e}") from e
-    tmp = pathlib.Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _download(url, out, timeout=timeout, progress=progress, name=dest.name)
-        mismatches = _mismatches(tmp, expected)
-        if mismatches:
-            raise DownloadError(
-                f"checksum mismatch downloading {url} to {dest}: {'; '.join(mismatches)}. "
-                f"The server returned different bytes than expected. {hint}"
-            )
-        os.replace(tmp, dest)
-    except DownloadError:
-        tmp.unlink(missing_ok=True)
-        raise
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        # HTTPError and socket timeouts are URLError/OSError subclasses; ValueError: bad URL.
-        tmp.unlink(missing_ok=True)
+        # pooch streams into a temporary file beside dest and moves it into place only once
+        # the digest matches; on any failure (Ctrl-C included) it deletes it.
+        pooch.retrieve(url, known_hash=known_hash, fname=dest.name, path=dest.parent,
+                       downloader=_checked(downloader, expected))
+    except _Mismatch as e:
+        raise DownloadError(
+            f"checksum mismatch downloading {url} to {dest}: {e}. "
+            f"The server returned different bytes than expected. {hint}"
+        ) from None
+    except (requests.exceptions.RequestException, OSError, ValueError) as e:
+        # HTTP errors (404), refused connections, timeouts, short reads, an unwritable cache.
         raise DownloadError(f"could not download {url} to {dest}: {e}. {hint}") from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    finally:
+        logger.setLevel(level)
     return dest

@@ -9,8 +9,10 @@ Le et al. 2015.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pathlib
+import zlib
 from typing import NamedTuple
 
 import numpy as np
@@ -72,53 +74,79 @@ _IDX_DTYPES = {
 }
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
+def read_idx(path: str | os.PathLike, *, max_bytes: int = 2**31) -> np.ndarray:
     """Reads an IDX file (the MNIST format), gzipped or not.
+
+    The header is read first and the data size it declares is checked against ``max_bytes``
+    and the file before the data is read, so a damaged header or a gzip bomb never makes it
+    read (or decompress) more than ``header + max_bytes + 1`` bytes.
 
     Args:
         path: the file; gzip compression is detected from its first bytes.
+        max_bytes: the largest data size accepted (default 2 GiB; MNIST's training images
+            are 47 MB).
 
     Returns:
         The array, in native byte order, with the shape the header gives.
 
     Raises:
         DataError: naming the file, if it cannot be read, the header is malformed (bad magic
-            number or type code) or the data size does not match the header's shape.
+            number or type code), declares more than ``max_bytes`` of data, or the data size
+            does not match the header's shape.
     """
     path = pathlib.Path(path)
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError) as e:
+        with open(path, "rb") as raw_file:
+            compressed = raw_file.read(2) == b"\x1f\x8b"
+            raw_file.seek(0)
+            f = gzip.GzipFile(fileobj=raw_file) if compressed else raw_file
+            return _read_idx_stream(path, f, compressed, max_bytes)
+    except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"read_idx: cannot read {path}: {e}") from e
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+
+
+def _read_idx_stream(path: pathlib.Path, f, compressed: bool, max_bytes: int) -> np.ndarray:
+    head = f.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0:
         raise DataError(
-            f"read_idx: {path} is not an IDX file: magic number {raw[:4].hex() or '(empty)'}; "
+            f"read_idx: {path} is not an IDX file: magic number {head.hex() or '(empty)'}; "
             "expected 0000 then a type code and the number of dimensions"
         )
-    type_code, ndim = raw[2], raw[3]
+    type_code, ndim = head[2], head[3]
     if type_code not in _IDX_DTYPES:
         codes = ", ".join(f"0x{code:02x}" for code in _IDX_DTYPES)
         raise DataError(f"read_idx: {path} has IDX type code 0x{type_code:02x}; expected {codes}")
     header_bytes = 4 + 4 * ndim
-    if len(raw) < header_bytes:
+    dims = f.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise DataError(
-            f"read_idx: {path} is truncated: {len(raw)} bytes, but its header declares {ndim} "
-            f"dimensions ({header_bytes} header bytes)"
+            f"read_idx: {path} is truncated: {4 + len(dims)} bytes, but its header declares "
+            f"{ndim} dimensions ({header_bytes} header bytes)"
         )
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    shape = tuple(int(d) for d in np.frombuffer(dims, ">u4", count=ndim))
     dtype = _IDX_DTYPES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    got = len(raw) - header_bytes
-    if got != expected:
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if expected > max_bytes:
         raise DataError(
-            f"read_idx: {path} has {got} data bytes; its header shape {shape} of {dtype} "
-            f"needs {expected}"
+            f"read_idx: {path} declares shape {shape} of {dtype}: {expected} data bytes, more "
+            f"than max_bytes={max_bytes}; the header is damaged (or pass a larger max_bytes)"
         )
-    data = np.frombuffer(raw, dtype, offset=header_bytes).reshape(shape)
-    return data.astype(dtype.newbyteorder("="))
+    if not compressed:
+        got = os.fstat(f.fileno()).st_size - header_bytes
+        if got != expected:
+            raise DataError(
+                f"read_idx: {path} has {got} data bytes; its header shape {shape} of {dtype} "
+                f"needs {expected}"
+            )
+    data = f.read(expected + 1)  # one more byte shows trailing data
+    if len(data) != expected:
+        got = f"{len(data)}" if len(data) <= expected else f"more than {expected}"
+        raise DataError(
+            f"read_idx: {path} has {got} data bytes{' (decompressed)' if compressed else ''}; "
+            f"its header shape {shape} of {dtype} needs {expected}"
+        )
+    array = np.frombuffer(data, dtype).reshape(shape)
+    return array.astype(dtype.newbyteorder("="))
 
 
 _MNIST_FILES = (
@@ -196,11 +224,13 @@ def load_mnist(
     *,
     data_dir: str | os.PathLike | None = None,
     progress: bool = False,
+    download: bool | None = None,
 ) -> ImageDataset:
     """MNIST or Fashion-MNIST: 60,000 training and 10,000 test 28x28 images, 10 classes.
 
-    The four gzipped IDX files are taken from ``data_dir`` if they are all there, otherwise
-    downloaded (once) into the cache; either way their md5 digests are checked.
+    The four gzipped IDX files are taken from ``data_dir``, or, without one, downloaded (once)
+    into the cache; either way their md5 digests are checked. A ``data_dir`` that does not
+    exist or lacks a file is an error unless ``download=True``.
 
     Args:
         name: ``"mnist"`` or ``"fashion_mnist"``.
@@ -209,6 +239,8 @@ def load_mnist(
             ``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz`` and
             ``t10k-labels-idx1-ubyte.gz``.
         progress: show download progress on stderr.
+        download: whether files missing from ``data_dir`` may be downloaded; ``None``
+            (default): only when no ``data_dir`` is given.
 
     Returns:
         Images ``[N, 28, 28]`` scaled from 0..255 to [0, 1], and labels.
@@ -217,7 +249,8 @@ def load_mnist(
         ValueError: for an unknown ``name``.
         DownloadError: if a file cannot be downloaded from any mirror.
         ChecksumError: if a file in ``data_dir`` has the wrong md5.
-        DataError: if a file is malformed or images and labels disagree in number.
+        DataError: if a file is malformed, images and labels disagree in number, or
+            ``data_dir`` lacks a file and no download was asked for.
     """
     if name not in MNIST_SOURCES:
         raise ValueError(
@@ -225,8 +258,18 @@ def load_mnist(
         )
     _, md5s = MNIST_SOURCES[name]
     local = pathlib.Path(data_dir).expanduser() if data_dir is not None else None
-    if local is not None and all((local / f).is_file() for f in _MNIST_FILES):
+    if download is None:
+        download = local is None
+    missing = [f for f in _MNIST_FILES if local is None or not (local / f).is_file()]
+    if local is not None and not missing:
         paths = [verify(local / f, md5=md5s[f]) for f in _MNIST_FILES]
+    elif local is not None and not download:
+        where = "does not exist" if not local.is_dir() else f"lacks {', '.join(missing)}"
+        raise DataError(
+            f"load_mnist({name!r}): data_dir {local} {where}; place the four files "
+            f"{', '.join(_MNIST_FILES)} there (--data-dir), or pass download=True (drop "
+            "--data-dir) to download them into the cache"
+        )
     else:
         paths = [_fetch_from_mirrors(name, f, md5s[f], cache_dir, progress) for f in _MNIST_FILES]
     train_images, train_labels, test_images, test_labels = (read_idx(p) for p in paths)

@@ -148,6 +148,10 @@ def make_text_classification(train: Reviews, test: Reviews, *, max_vocab: int, m
                               test_ids, test_lengths, np.asarray(test.labels, np.int32), vocab)
 
 
+_MAX_REVIEW_BYTES = 1 << 20
+"""The largest review file :func:`read_imdb` accepts (IMDB's longest is about 14 kB)."""
+
+
 def read_imdb(path: str | os.PathLike, *,
               expected_per_split: int | None = 25_000) -> tuple[Reviews, Reviews]:
     """Reads the labelled reviews from ``aclImdb_v1.tar.gz`` or an extracted ``aclImdb`` folder.
@@ -172,7 +176,13 @@ def read_imdb(path: str | os.PathLike, *,
                 for member in archive:
                     match = _MEMBER.search(member.name)
                     if match and member.isfile():
-                        data = archive.extractfile(member).read().decode("utf-8")
+                        if member.size > _MAX_REVIEW_BYTES:
+                            raise DataError(
+                                f"read_imdb: {path} member {member.name} is {member.size} "
+                                f"bytes; a review is at most {_MAX_REVIEW_BYTES} (a damaged "
+                                "or different archive)")
+                        data = archive.extractfile(member).read(_MAX_REVIEW_BYTES)
+                        data = data.decode("utf-8")
                         split, label, number = match[1], int(match[2] == "pos"), int(match[3])
                         found[split].append((label, number, data))
         else:
@@ -181,6 +191,10 @@ def read_imdb(path: str | os.PathLike, *,
                 for label_name in ("neg", "pos"):
                     for file in (root / split / label_name).glob("*.txt"):
                         match = _MEMBER.search(file.as_posix())
+                        if match and file.stat().st_size > _MAX_REVIEW_BYTES:
+                            raise DataError(
+                                f"read_imdb: {file} is {file.stat().st_size} bytes; a review "
+                                f"is at most {_MAX_REVIEW_BYTES}")
                         if match:
                             found[split].append((int(label_name == "pos"), int(match[3]),
                                                  file.read_text(encoding="utf-8")))
@@ -205,15 +219,18 @@ def read_imdb(path: str | os.PathLike, *,
 
 def fetch_imdb(*, data_dir: str | os.PathLike | None = None,
                cache_dir: str | os.PathLike | None = None, url: str = IMDB_URL,
-               progress: bool = False) -> pathlib.Path:
-    """The local copy of the dataset: from ``data_dir`` if it has one, else downloaded.
+               progress: bool = False, download: bool | None = None) -> pathlib.Path:
+    """The local copy of the dataset: from ``data_dir``, or, without one, downloaded.
 
     Args:
         data_dir: a folder holding ``aclImdb_v1.tar.gz`` (md5-checked) or the extracted
-            ``aclImdb/`` folder; ``None`` or a folder with neither: download.
+            ``aclImdb/`` folder; ``None``: download. A folder with neither is an error unless
+            ``download=True``.
         cache_dir: download cache root (default ``$JAXRNN_DATA`` or ``~/.cache/jaxrnn``).
         url: where to download the archive from (a mirror, or ``file://`` for a local copy).
         progress: show download progress on stderr.
+        download: whether to download when ``data_dir`` holds no copy; ``None`` (default):
+            only when no ``data_dir`` is given.
 
     Returns:
         The archive's or the extracted folder's path, for :func:`read_imdb`.
@@ -229,6 +246,14 @@ def fetch_imdb(*, data_dir: str | os.PathLike | None = None,
             return local
         if (local / "aclImdb_v1.tar.gz").is_file():
             return verify(local / "aclImdb_v1.tar.gz", md5=IMDB_MD5)
+        if not download:
+            where = "does not exist" if not local.is_dir() else (
+                "holds neither aclImdb_v1.tar.gz nor an extracted aclImdb/ folder")
+            raise DataError(
+                f"fetch_imdb: data_dir {local} {where}; put the archive or the extracted "
+                "folder there (--data-dir), or pass download=True (drop --data-dir) to "
+                "download it into the cache"
+            )
     return fetch(url, filename=IMDB_FILENAME, md5=IMDB_MD5, cache_dir=cache_dir,
                  progress=progress)
 
@@ -236,7 +261,7 @@ def fetch_imdb(*, data_dir: str | os.PathLike | None = None,
 def load_imdb(*, max_vocab: int = 20_000, max_len: int = 400, truncate: str = "tail",
               min_count: int = 1, data_dir: str | os.PathLike | None = None,
               cache_dir: str | os.PathLike | None = None, url: str = IMDB_URL,
-              progress: bool = False) -> TextClassification:
+              progress: bool = False, download: bool | None = None) -> TextClassification:
     """IMDB reviews as padded ids and lengths, vocabulary from the training split only.
 
     See :func:`fetch_imdb` for where the data comes from and :func:`encode` for the encoding.
@@ -245,7 +270,7 @@ def load_imdb(*, max_vocab: int = 20_000, max_len: int = 400, truncate: str = "t
         DataError: (or its subclasses) if the data cannot be had or read.
     """
     train, test = read_imdb(fetch_imdb(data_dir=data_dir, cache_dir=cache_dir, url=url,
-                                       progress=progress))
+                                       progress=progress, download=download))
     return make_text_classification(train, test, max_vocab=max_vocab, max_len=max_len,
                                     truncate=truncate, min_count=min_count)
 

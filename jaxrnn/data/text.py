@@ -297,8 +297,9 @@ def _locate(
         where = f"{data_dir / spec.filename} does not exist" if data_dir else "no data_dir given"
         files = ", ".join(s.filename for s in WORD_CORPORA[name].splits.values())
         raise DataError(
-            f"load_word_corpus({name!r}): the {split} split is missing: {where} and "
-            f"download=False. Place {files} in data_dir (--data-dir), or pass download=True"
+            f"load_word_corpus({name!r}): the {split} split is missing: {where} (and no "
+            f"download was asked for). Place {files} in data_dir (--data-dir), or pass "
+            "download=True (in a script: leave out --data-dir)"
         )
     return fetch(
         spec.url, filename=f"{name}/{spec.filename}", sha256=spec.sha256, cache_dir=cache_dir
@@ -309,20 +310,23 @@ def load_word_corpus(
     name: str,
     data_dir: str | os.PathLike | None = None,
     *,
-    download: bool = True,
+    download: bool | None = None,
     cache_dir: str | os.PathLike | None = None,
     verify: bool = True,
 ) -> Corpus:
     """Loads a word-level language-modelling corpus as int32 id arrays.
 
-    Each split is read from ``data_dir`` if the file is there, otherwise downloaded (once) into
-    the cache with its sha256 checked.
+    Without ``data_dir`` the splits are downloaded (once) into the cache with their sha256
+    checked. With ``data_dir`` they are read from it, and a ``data_dir`` that does not exist
+    or lacks a split is an error, unless ``download=True`` asks for the missing splits to be
+    downloaded.
 
     Args:
         name: ``"ptb"`` (files ptb.train.txt, ptb.valid.txt, ptb.test.txt) or ``"wikitext2"``
             (wiki.train.tokens, wiki.valid.tokens, wiki.test.tokens).
         data_dir: directory holding the files, or None to use the download cache only.
-        download: whether a split missing from ``data_dir`` may be downloaded.
+        download: whether a split missing from ``data_dir`` (or the cache) may be downloaded;
+            ``None`` (default): only when no ``data_dir`` is given.
         cache_dir: download cache root (default: ``$JAXRNN_DATA`` or ``~/.cache/jaxrnn``).
         verify: check files found in ``data_dir`` against the known sha256 digests (downloads
             are always checked). Pass False to use a modified copy.
@@ -344,9 +348,15 @@ def load_word_corpus(
         )
     spec = WORD_CORPORA[name]
     root = pathlib.Path(data_dir).expanduser() if data_dir is not None else None
+    if download is None:
+        download = root is None
     if root is not None and not root.is_dir():
         if not download:
-            raise DataError(f"load_word_corpus({name!r}): data_dir {root} is not a directory")
+            raise DataError(
+                f"load_word_corpus({name!r}): data_dir {root} is not a directory; give the "
+                "folder holding the split files (--data-dir), or pass download=True (in a "
+                "script: leave out --data-dir) to download them into the cache"
+            )
         root = None
     paths = {
         split: _locate(

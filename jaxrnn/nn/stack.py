@@ -231,6 +231,7 @@ class StackedRNN:
             raise ValueError(
                 f"{where}: params has {len(params['layers'])} layers; expected {self.num_layers}"
             )
+        _checks.check_model_params(where, self, params, xs.shape[-1])
         if state is not None:
             like = jax.eval_shape(lambda p: self.initial_state(p, batch_size), params)
             _checks.check_tree_like(where, "initial_state", state, like)

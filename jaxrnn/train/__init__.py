@@ -45,7 +45,11 @@ Checkpoints (:mod:`jaxrnn.train.checkpoint`)
     ``Checkpointer(directory, *, max_to_keep=3)``: ``save(step, state, metadata)`` is
     synchronous and atomic (orbax temporary folder + rename; a killed save is never
     listed); ``latest_step()``; ``restore(step=None, *, like) -> (state, metadata)``,
-    bitwise, into ``like``'s structure/shapes/dtypes; ``close()``; a context manager.
+    bitwise, into ``like``'s structure/shapes/dtypes; ``close()``; a context manager. Each
+    checkpoint carries the sha256 of its arrays and metadata (``tree_digest``); a damaged one
+    raises ``CorruptCheckpointError`` on restore, and ``restore_intact(like=...)`` (what a
+    resumed run uses) falls back to the newest intact one. A failed write raises
+    ``CheckpointSaveError`` (path and errno), the earlier checkpoints intact.
 
 Logs (:mod:`jaxrnn.train.metrics`)
     ``MetricsLog(path, *, resume_lines=None)``: JSON lines, fsynced per line; on resume it
@@ -63,8 +67,9 @@ The loop (:mod:`jaxrnn.train.loop`)
     ``TIMING_KEYS``) as an uninterrupted run, provided ``get_batch``,
     ``on_epoch_start`` and ``evaluate_fn`` are deterministic and the device computation is
     (on GPU set ``XLA_FLAGS=--xla_gpu_deterministic_ops=true``: scatter-add gradients of
-    embeddings are otherwise nondeterministic). A NaN/inf loss raises
-    ``NonFiniteLossError`` and no checkpoint of the bad state is written.
+    embeddings are otherwise nondeterministic). A NaN/inf or overflowing loss, gradient
+    norm or evaluation perplexity raises ``NonFiniteLossError`` and no checkpoint of the bad
+    state is written.
 
 Host allocator (:mod:`jaxrnn.train.host`)
     ``reexec_with_allocator_settings()``: a CPU training script's first call under
@@ -102,8 +107,21 @@ A truncated-BPTT language model (Zaremba et al., 2014) wires them up like this::
     )
 """
 
-from jaxrnn.train.batching import batchify, get_window, minibatches, num_windows
-from jaxrnn.train.checkpoint import Checkpointer
+from jaxrnn.train.batching import (
+    StreamTooShortError,
+    batchify,
+    get_window,
+    minibatches,
+    num_windows,
+)
+from jaxrnn.train.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    CheckpointSaveError,
+    CorruptCheckpointError,
+    NonFiniteStateError,
+    tree_digest,
+)
 from jaxrnn.train.host import (
     allocator_settings,
     reexec_with_allocator_settings,
@@ -111,7 +129,14 @@ from jaxrnn.train.host import (
     use_deterministic_ops,
 )
 from jaxrnn.train.loop import TIMING_KEYS, NonFiniteLossError, run_training
-from jaxrnn.train.metrics import MetricsLog, ProgressBar, TensorBoardLog, plot_curves, read_metrics
+from jaxrnn.train.metrics import (
+    MetricsLog,
+    ProgressBar,
+    TensorBoardLog,
+    perplexity,
+    plot_curves,
+    read_metrics,
+)
 from jaxrnn.train.schedules import OPTIMIZERS, epoch_decay, lr_metric, make_optimizer
 from jaxrnn.train.state import TrainState
 from jaxrnn.train.step import evaluate, make_eval_step, make_train_step
@@ -119,10 +144,15 @@ from jaxrnn.train.step import evaluate, make_eval_step, make_train_step
 __all__ = [
     "OPTIMIZERS",
     "TIMING_KEYS",
+    "CheckpointError",
+    "CheckpointSaveError",
     "Checkpointer",
+    "CorruptCheckpointError",
     "MetricsLog",
     "NonFiniteLossError",
+    "NonFiniteStateError",
     "ProgressBar",
+    "StreamTooShortError",
     "TensorBoardLog",
     "TrainState",
     "allocator_settings",
@@ -136,10 +166,12 @@ __all__ = [
     "make_train_step",
     "minibatches",
     "num_windows",
+    "perplexity",
     "plot_curves",
     "read_metrics",
     "reexec_with_allocator_settings",
     "runs_on_cpu",
     "use_deterministic_ops",
     "run_training",
+    "tree_digest",
 ]

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxrnn.data.errors import DataError
+
 __all__ = ["batchify", "get_window", "minibatches", "num_windows"]
+
+
+class StreamTooShortError(DataError, ValueError):
+    """A token stream (a data split) has fewer tokens than the batch has rows. A
+    :class:`jaxrnn.data.DataError`, so scripts report it as bad data (exit 2)."""
 
 
 def batchify(ids: np.ndarray, batch_size: int) -> np.ndarray:
@@ -32,8 +39,9 @@ def batchify(ids: np.ndarray, batch_size: int) -> np.ndarray:
         ``ids[b * batch_len:(b + 1) * batch_len]``.
 
     Raises:
-        ValueError: if ``ids`` is not 1-D and integer, ``batch_size < 1``, or the stream has
-            fewer tokens than ``batch_size``.
+        ValueError: if ``ids`` is not 1-D and integer, or ``batch_size < 1``.
+        StreamTooShortError: (a ``ValueError`` and a ``DataError``) if the stream has fewer
+            tokens than ``batch_size``.
     """
     ids = np.asarray(ids)
     if ids.ndim != 1:
@@ -44,9 +52,10 @@ def batchify(ids: np.ndarray, batch_size: int) -> np.ndarray:
         raise ValueError(f"batchify: batch_size must be a positive int; got {batch_size!r}")
     batch_len = ids.shape[0] // batch_size
     if batch_len == 0:
-        raise ValueError(
+        raise StreamTooShortError(
             f"batchify: a stream of {ids.shape[0]} tokens is shorter than "
-            f"batch_size={batch_size}; need at least batch_size tokens"
+            f"batch_size={batch_size}; need at least batch_size tokens (a smaller "
+            "--batch-size, or a longer split)"
         )
     return ids[: batch_size * batch_len].reshape(batch_size, batch_len)
 

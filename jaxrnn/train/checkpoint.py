@@ -6,21 +6,173 @@ Layout under ``directory``: one folder per step, ``<step>/state`` (the arrays, o
 item is written, so a process killed mid-save leaves a temporary folder that
 :meth:`Checkpointer.latest_step` never returns (and that is removed the next time a
 :class:`Checkpointer` opens the directory).
+
+Each checkpoint's metadata also records a sha256 digest of its arrays (:func:`tree_digest`) and
+whether every floating value is finite. :meth:`Checkpointer.restore` recomputes the digest and
+raises :class:`CorruptCheckpointError` on a mismatch or an unreadable checkpoint;
+:meth:`Checkpointer.restore_intact` walks back to the newest intact, finite checkpoint. A failed
+write (a full disk, a permission error) raises :class:`CheckpointSaveError` naming the path and
+the errno, and leaves the earlier checkpoints as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno as errno_module
+import gc
+import hashlib
+import json
+import logging
 import os
+import re
+import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-__all__ = ["Checkpointer"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointSaveError",
+    "Checkpointer",
+    "CorruptCheckpointError",
+    "NonFiniteStateError",
+    "tree_digest",
+]
 
 PyTree = Any
+_DIGEST_KEY = "_jaxrnn_state_sha256"
+_FINITE_KEY = "_jaxrnn_state_finite"
+_META_DIGEST_KEY = "_jaxrnn_metadata_sha256"
+_RESERVED = (_DIGEST_KEY, _FINITE_KEY, _META_DIGEST_KEY)
+
+
+class CheckpointError(Exception):
+    """Base class of the checkpoint errors below."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint cannot be read, or its arrays differ from the digest saved with them.
+
+    Attributes:
+        step: the checkpoint's step.
+        path: its folder.
+    """
+
+    def __init__(self, step: int, path: Path, reason: str) -> None:
+        self.step, self.path, self.reason = step, path, reason
+        super().__init__(f"checkpoint {step} at {path} is corrupt: {reason}")
+
+
+class CheckpointSaveError(CheckpointError, OSError):
+    """Writing a checkpoint failed in the operating system (e.g. ``ENOSPC``, a full disk).
+
+    The checkpoints saved before are intact. Attributes: ``step``, ``path`` (what could not
+    be written), ``errno`` (``None`` when the OS did not say).
+    """
+
+    def __init__(self, step: int, path: str | os.PathLike, err_no: int | None,
+                 detail: str) -> None:
+        name = errno_module.errorcode.get(err_no, "") if err_no is not None else ""
+        code = f"errno {err_no} {name}".strip() if err_no is not None else "no errno"
+        super().__init__(
+            f"cannot save checkpoint {step}: {detail} ({code}) writing {path}; the "
+            f"earlier checkpoints are intact"
+        )
+        self.errno, self.step, self.path = err_no, step, Path(path)
+
+
+class NonFiniteStateError(CheckpointError, ValueError):
+    """``save(..., require_finite=True)`` got a state holding NaN or infinity (nothing was
+    written). ``leaves`` names the offending arrays."""
+
+    def __init__(self, step: int, leaves: list[str]) -> None:
+        self.step, self.leaves = step, leaves
+        shown = ", ".join(leaves[:5]) + (", ..." if len(leaves) > 5 else "")
+        super().__init__(
+            f"checkpoint {step} not saved: the state holds NaN or infinite values in {shown}"
+        )
+
+
+def tree_digest(tree: PyTree) -> str:
+    """sha256 over every leaf's dtype, shape and bytes, in tree order.
+
+    Equal digests mean bitwise-equal pytrees (of the same leaf order). The arrays are copied
+    to the host.
+    """
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(jax.device_get(tree)):
+        leaf = np.ascontiguousarray(leaf)
+        digest.update(f"{leaf.dtype}{leaf.shape}".encode())
+        digest.update(leaf.tobytes())
+    return digest.hexdigest()
+
+
+def _metadata_digest(metadata: dict[str, Any]) -> str:
+    """sha256 of the metadata as canonical JSON."""
+    text = json.dumps(metadata, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _non_finite_leaves(tree: PyTree) -> list[str]:
+    """Paths of the floating leaves of a host pytree that hold NaN or infinity."""
+    bad = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        leaf = np.asarray(leaf)
+        if jnp.issubdtype(leaf.dtype, jnp.inexact) and not np.isfinite(
+                leaf.astype(np.float32) if leaf.dtype.itemsize < 4 else leaf).all():
+            bad.append(jax.tree_util.keystr(path) or "<root>")
+    return bad
+
+
+_OS_CODE = re.compile(r"os_error_code='?(\d+)")
+_TS_PATH = re.compile(r'Failed (?:writing|to write)[^"]*"([^"]+)"')
+
+
+def _os_error(err: BaseException) -> tuple[int | None, str | None, str] | None:
+    """``(errno, path, strerror)`` if ``err`` (or its cause) is an OS error, including one
+    reported by tensorstore as ``[os_error_code='28']``; else ``None``."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno is not None:
+            return err.errno, err.filename, err.strerror or str(err)
+        match = _OS_CODE.search(str(err))
+        if match:
+            code = int(match.group(1))
+            path = _TS_PATH.search(str(err))
+            return code, path.group(1) if path else None, os.strerror(code)
+        err = err.__cause__ or err.__context__
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_orbax() -> Iterator[None]:
+    """Silences orbax's own error log (a traceback on stderr per failed write thread) and the
+    "Exception ignored" reports of its abandoned reads: the failure is raised to the caller as
+    one exception instead."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    hook = sys.unraisablehook
+
+    def quiet(unraisable: Any) -> None:  # a failed read's coroutines, closed when collected
+        closed_loop = (unraisable.exc_type is RuntimeError
+                       and "Event loop is closed" in str(unraisable.exc_value))
+        if unraisable.exc_type is not GeneratorExit and not closed_loop:
+            hook(unraisable)
+
+    sys.unraisablehook = quiet
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        sys.unraisablehook = hook
 
 
 def _fsync_tree(root: Path) -> None:
@@ -62,6 +214,19 @@ def _legacy_layout(tree: PyTree) -> PyTree:
         return getattr(type(x), "saved_as_tuple", False)
 
     return jax.tree.map(lambda x: tuple(x) if marked(x) else x, tree, is_leaf=marked)
+
+
+def _one_line(err: BaseException) -> str:
+    """The first line of an error's message, and of its cause's (tensorstore's messages run
+    to many lines)."""
+    parts = []
+    while err is not None and len(parts) < 2:
+        text = str(err).strip()
+        text = text.splitlines()[0] if text else type(err).__name__
+        text = text.split(" See full TensorStore details")[0]
+        parts.append(text[:240])
+        err = err.__cause__
+    return "; ".join(parts)
 
 
 class Checkpointer:
@@ -114,7 +279,8 @@ class Checkpointer:
             },
         )
 
-    def save(self, step: int, state: PyTree, metadata: dict[str, Any]) -> None:
+    def save(self, step: int, state: PyTree, metadata: dict[str, Any], *,
+             require_finite: bool = False) -> None:
         """Writes ``state`` and ``metadata`` as checkpoint ``step`` and waits until done.
 
         When this returns, the checkpoint is complete on disk (renamed from its temporary
@@ -123,11 +289,18 @@ class Checkpointer:
         Args:
             step: a non-negative step number, greater than every saved one.
             state: a pytree of arrays (``None`` leaves and empty containers allowed).
-            metadata: a JSON-serialisable dict (floats round-trip exactly).
+            metadata: a JSON-serialisable dict (floats round-trip exactly). The arrays'
+                sha256 digest and finiteness are stored beside it (and removed again by
+                :meth:`restore`).
+            require_finite: refuse (before writing anything) a state holding NaN or infinity.
 
         Raises:
             ValueError: if ``step`` is negative or not newer than the latest checkpoint.
             TypeError: if ``metadata`` is not a dict.
+            NonFiniteStateError: with ``require_finite``, a state holding NaN or infinity.
+            CheckpointSaveError: the operating system refused a write (full disk, permissions,
+                file size limit); the message names the path and the errno. The checkpoints
+                saved before are intact.
         """
         if self._read_only:
             raise ValueError(f"Checkpointer.save: {self.directory} was opened read_only")
@@ -138,24 +311,52 @@ class Checkpointer:
                 f"Checkpointer.save: metadata must be a JSON-serialisable dict; got "
                 f"{type(metadata).__name__}"
             )
+        reserved = [key for key in _RESERVED if key in metadata]
+        if reserved:
+            raise ValueError(f"Checkpointer.save: metadata keys {reserved} are reserved")
         latest = self.latest_step()
         if latest is not None and step <= latest:
             raise ValueError(
                 f"Checkpointer.save: step={step} is not newer than the latest checkpoint "
                 f"{latest} in {self.directory}"
             )
-        self._manager.save(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state),
-                metadata=ocp.args.JsonSave(metadata),
-            ),
-            force=True,
-        )
-        self._manager.wait_until_finished()
-        self._manager.check_for_errors()
-        if self._fsync:
-            _fsync_tree(self.directory / str(int(step)))
+        host = jax.device_get(state)
+        bad = _non_finite_leaves(host)
+        if bad and require_finite:
+            raise NonFiniteStateError(int(step), bad)
+        metadata = {**metadata, _DIGEST_KEY: tree_digest(host), _FINITE_KEY: not bad,
+                    _META_DIGEST_KEY: _metadata_digest(metadata)}
+        try:
+            with _quiet_orbax():
+                self._manager.save(
+                    int(step),
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(state),
+                        metadata=ocp.args.JsonSave(metadata),
+                    ),
+                    force=True,
+                )
+                self._manager.wait_until_finished()
+                self._manager.check_for_errors()
+            if self._fsync:
+                _fsync_tree(self.directory / str(int(step)))
+        except Exception as err:
+            found = _os_error(err)
+            if found is None:
+                raise
+            self._discard_partial(int(step))
+            code, path, text = found
+            raise CheckpointSaveError(int(step), path or self.directory, code, text) from err
+
+    def _discard_partial(self, step: int) -> None:
+        """Removes what a failed save of ``step`` left (its temporary or final folder)."""
+        for path in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+            shutil.rmtree(path, ignore_errors=True)
+        final = self.directory / str(step)
+        if final.is_dir():
+            shutil.rmtree(final, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            self._manager.reload()
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint's step, or ``None`` if there is none."""
@@ -165,7 +366,8 @@ class Checkpointer:
         """Steps of all complete checkpoints, ascending."""
         return sorted(self._manager.all_steps())
 
-    def restore(self, step: int | None = None, *, like: PyTree) -> tuple[PyTree, dict[str, Any]]:
+    def restore(self, step: int | None = None, *, like: PyTree,
+                allow_non_finite: bool = False) -> tuple[PyTree, dict[str, Any]]:
         """Reads checkpoint ``step`` (default: the latest) into the structure of ``like``.
 
         Args:
@@ -173,6 +375,7 @@ class Checkpointer:
             like: a pytree with the target structure, shapes and dtypes: real arrays or
                 ``jax.ShapeDtypeStruct`` leaves (e.g. a freshly initialised state, or
                 ``jax.eval_shape`` of its constructor). Nothing is read from its values.
+            allow_non_finite: also return a checkpoint saved holding NaN or infinity.
 
         Returns:
             ``(state, metadata)``: ``state`` has ``like``'s tree structure with arrays of
@@ -182,6 +385,9 @@ class Checkpointer:
             FileNotFoundError: if there is no checkpoint (or none at ``step``).
             ValueError: if the saved arrays' shapes or dtypes or the tree differ from
                 ``like``.
+            CorruptCheckpointError: the checkpoint cannot be read, its arrays differ from the
+                sha256 digest saved with them, or (unless ``allow_non_finite``) it holds NaN
+                or infinite values.
         """
         if step is None:
             step = self.latest_step()
@@ -202,23 +408,36 @@ class Checkpointer:
             if jax.tree.structure(legacy) == jax.tree.structure(abstract):
                 raise
             self._check_matches(step, legacy)  # an older layout of the same arrays
-            state, metadata = self.restore(step, like=legacy)
+            state, metadata = self.restore(step, like=legacy,
+                                           allow_non_finite=allow_non_finite)
             leaves = jax.tree.leaves(state)
             return jax.tree.unflatten(jax.tree.structure(abstract), leaves), metadata
-        try:
-            restored = self._manager.restore(
-                int(step),
-                args=ocp.args.Composite(
-                    state=ocp.args.StandardRestore(abstract),
-                    metadata=ocp.args.JsonRestore(),
-                ),
-            )
-        except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(
-                f"Checkpointer.restore: checkpoint {step} in {self.directory} does not "
-                f"match the structure of like: {err}"
-            ) from err
+        failure = None
+        with _quiet_orbax():
+            try:
+                restored = self._manager.restore(
+                    int(step),
+                    args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract),
+                        metadata=ocp.args.JsonRestore(),
+                    ),
+                )
+            except Exception as err:  # the arrays were listed, but reading them failed
+                failure = _one_line(err)
+            if failure is not None:
+                gc.collect()  # orbax's abandoned reads, while their GeneratorExit is silenced
+        if failure is not None:
+            raise CorruptCheckpointError(int(step), self.directory / str(step), failure)
         state = restored.state
+        metadata = dict(restored.metadata or {})
+        saved_digest = metadata.pop(_DIGEST_KEY, None)
+        finite = metadata.pop(_FINITE_KEY, None)
+        saved_meta_digest = metadata.pop(_META_DIGEST_KEY, None)
+        if saved_meta_digest is not None and _metadata_digest(metadata) != saved_meta_digest:
+            raise CorruptCheckpointError(
+                int(step), self.directory / str(step),
+                "its metadata differs from the sha256 digest saved with it (a changed or "
+                "damaged file)")
         want_leaves, want_def = jax.tree.flatten(abstract)
         got_leaves, got_def = jax.tree.flatten(state)
         if got_def != want_def:
@@ -235,7 +454,71 @@ class Checkpointer:
                     f"checkpoint {step} has shape {tuple(got.shape)} dtype {got.dtype}; "
                     f"expected shape {tuple(want.shape)} dtype {want.dtype} (from like)"
                 )
-        return jax.tree.unflatten(want_def, got_leaves), dict(restored.metadata)
+        if saved_digest is not None and tree_digest(got_leaves) != saved_digest:
+            raise CorruptCheckpointError(
+                int(step), self.directory / str(step),
+                f"its arrays' sha256 {tree_digest(got_leaves)[:12]}... differs from the "
+                f"{saved_digest[:12]}... saved with them (a changed or damaged file)")
+        if finite is False and not allow_non_finite:
+            raise CorruptCheckpointError(
+                int(step), self.directory / str(step), "it holds NaN or infinite values")
+        return jax.tree.unflatten(want_def, got_leaves), metadata
+
+    def restore_intact(self, *, like: PyTree, quarantine: bool = True,
+                       report: Any = None) -> tuple[int, PyTree, dict[str, Any]] | None:
+        """The newest checkpoint that reads back intact: ``(step, state, metadata)``.
+
+        Checkpoints that are corrupt (:class:`CorruptCheckpointError`: unreadable, a digest
+        mismatch, NaN/inf values) are skipped, newest first, each reported in one line through
+        ``report`` (default: :func:`print` to stderr); with ``quarantine`` they are moved to
+        ``<directory>.corrupt/<step>`` so that the run can save those steps again.
+
+        Returns:
+            ``None`` if the directory holds no checkpoint at all.
+
+        Raises:
+            CorruptCheckpointError: every checkpoint is corrupt (the newest one's error).
+            ValueError: a checkpoint does not match ``like`` (a different model, not damage).
+        """
+        if report is None:
+            def report(message: str) -> None:
+                print(message, file=sys.stderr, flush=True)
+
+        steps = self.all_steps()
+        if not steps:
+            return None
+        first: CorruptCheckpointError | None = None
+        bad: list[int] = []
+        for step in reversed(steps):
+            try:
+                state, metadata = self.restore(step, like=like)
+            except CorruptCheckpointError as err:
+                first = first or err
+                bad.append(step)
+                report(f"warning: {err}; skipping it")
+                continue
+            if bad and quarantine:
+                self._quarantine(bad)
+            if bad:
+                report(f"resuming from checkpoint {step}, the newest intact one (skipped "
+                       f"{', '.join(map(str, bad))})")
+            return step, state, metadata
+        assert first is not None
+        raise CorruptCheckpointError(
+            first.step, first.path,
+            f"{first.reason}; and no earlier checkpoint in {self.directory} is intact "
+            f"(tried {', '.join(map(str, reversed(steps)))})")
+
+    def _quarantine(self, steps: list[int]) -> None:
+        """Moves the checkpoints ``steps`` to ``<directory>.corrupt/``."""
+        aside = self.directory.with_name(self.directory.name + ".corrupt")
+        aside.mkdir(exist_ok=True)
+        for step in steps:
+            target = aside / str(step)
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.move(str(self.directory / str(step)), str(target))
+        self._manager.reload()
 
     def restore_entry(self, name: str, step: int | None = None, *, like: PyTree) -> PyTree:
         """Reads one top-level entry of a saved state, e.g. ``"params"`` of a
@@ -287,10 +570,15 @@ class Checkpointer:
         """Raises before reading if the saved arrays differ from ``abstract`` (orbax would
         otherwise silently cast a different dtype); with ``entry``, only the saved arrays
         under that top-level entry are compared."""
-        saved = {
-            leaf.name: (tuple(leaf.shape), np.dtype(leaf.dtype))
-            for leaf in jax.tree.leaves(self._manager.item_metadata(step)["state"].tree)
-        }
+        try:
+            with _quiet_orbax():
+                tree = self._manager.item_metadata(step)["state"].tree
+            saved = {leaf.name: (tuple(leaf.shape), np.dtype(leaf.dtype))
+                     for leaf in jax.tree.leaves(tree)}
+        except Exception as err:
+            raise CorruptCheckpointError(
+                int(step), self.directory / str(step),
+                f"its array index cannot be read ({_one_line(err)})") from err
         where = "restore" if entry is None else "restore_entry"
         if entry is not None:
             saved = {key: value for key, value in saved.items()

@@ -44,8 +44,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn.train.checkpoint import Checkpointer
-from jaxrnn.train.metrics import MetricsLog, ProgressBar, TensorBoardLog, read_metrics
+from jaxrnn.train.checkpoint import Checkpointer, NonFiniteStateError
+from jaxrnn.train.metrics import (
+    MetricsLog,
+    ProgressBar,
+    TensorBoardLog,
+    perplexity,
+    read_metrics,
+)
 from jaxrnn.train.state import TrainState
 
 __all__ = ["TIMING_KEYS", "NonFiniteLossError", "run_training"]
@@ -59,23 +65,31 @@ Sums = dict[str, Any]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss or gradient norm became NaN or infinite; nothing after it was saved.
+    """The run diverged: the loss or gradient norm became NaN or infinite (or their running
+    sums overflowed), an evaluation gave a non-finite loss or perplexity, or the state to be
+    checkpointed held NaN/inf. Nothing after the last good checkpoint was saved.
 
     Attributes:
-        step: 0-based index of the first bad update (``state.step`` before it).
+        step: 0-based index of the first bad update (``state.step`` before it), or, for an
+            evaluation or a state found bad at a save, the update count at that point.
         epoch: 0-based epoch of that update.
         index: batch index within the epoch.
         last_checkpoint: the latest good checkpoint's step, or ``None``.
+        what: what was non-finite.
     """
 
-    def __init__(self, step: int, steps_per_epoch: int, last_checkpoint: int | None) -> None:
-        self.step = step
+    def __init__(self, step: int, steps_per_epoch: int, last_checkpoint: int | None,
+                 what: str = "loss or gradient norm", *, evaluation: bool = False) -> None:
+        self.step, self.what = step, what
         self.epoch, self.index = divmod(step, steps_per_epoch)
         self.last_checkpoint = last_checkpoint
+        last = (f"the last good checkpoint is step {last_checkpoint} (resume from it with a "
+                "lower learning rate or a smaller initialisation)"
+                if last_checkpoint is not None else "there is no good checkpoint")
+        where = (f"in the evaluation after epoch {self.epoch} (step {step})" if evaluation
+                 else f"at step {step} (epoch {self.epoch}, batch {self.index})")
         super().__init__(
-            f"non-finite loss or gradient norm at step {step} (epoch {self.epoch}, batch "
-            f"{self.index}); the run stopped without saving this state; the last good "
-            f"checkpoint is step {last_checkpoint}"
+            f"non-finite {what} {where}; the run stopped without saving this state; {last}"
         )
 
 
@@ -100,13 +114,9 @@ def _filled(metrics: Mapping[str, jax.Array], values: Mapping[str, float]) -> di
                                 dtype=jnp.float32) for name, m in metrics.items()}
 
 
-def _ppl(loss: float) -> float:
-    return math.exp(loss) if loss < 709.0 else math.inf
-
-
 def _means(sums: Mapping[str, Any], count: int) -> dict[str, float]:
     out = {name: float(value) / count for name, value in sums.items()}
-    out["ppl"] = _ppl(out["loss"])
+    out["ppl"] = perplexity(out["loss"])
     return out
 
 
@@ -215,8 +225,13 @@ def run_training(
         ``wall_s`` (since this call started). See the module docstring's "Throughput".
 
     Raises:
-        NonFiniteLossError: the loss or gradient norm became NaN/inf (found at the next log
-            step or save; no checkpoint of the bad state is written).
+        NonFiniteLossError: the loss or gradient norm became NaN/inf or their running sums
+            overflowed (found at the next log step or save), an evaluation gave a non-finite
+            loss or perplexity, or the state held NaN/inf at a save; no checkpoint of the bad
+            state is written.
+        CorruptCheckpointError: ``resume=True`` and no checkpoint is intact (a corrupt newest
+            one is reported and skipped, and the run continues from the newest intact one).
+        CheckpointSaveError: the OS refused a checkpoint write (e.g. a full disk).
         FileExistsError: ``resume=False`` but ``out_dir`` already holds checkpoints.
         ValueError: bad arguments, or the checkpoint's ``steps_per_epoch`` differs.
     """
@@ -245,7 +260,9 @@ def run_training(
                             "epoch_sums": None, "epoch_steps": 0, "metrics_lines": 0}
     resumed_from = None
     if resume and latest is not None:
-        state, meta = checkpointer.restore(latest, like=state)
+        found = checkpointer.restore_intact(like=state, report=print)
+        assert found is not None
+        latest, state, meta = found
         if meta.get("format") != _FORMAT or meta.get("steps_per_epoch") != steps_per_epoch:
             raise ValueError(
                 f"run_training: checkpoint {latest} in {checkpointer.directory} was written "
@@ -286,8 +303,22 @@ def run_training(
         if int(host["first_bad"]) >= 0:
             raise NonFiniteLossError(int(host["first_bad"]), steps_per_epoch,
                                      checkpointer.latest_step())
-        return ({name: float(v) for name, v in host["interval"].items()},
-                {name: float(v) for name, v in host["epoch"].items()})
+        interval = {name: float(v) for name, v in host["interval"].items()}
+        epoch_sums = {name: float(v) for name, v in host["epoch"].items()}
+        overflowed = sorted({name for values in (interval, epoch_sums)
+                            for name in ("loss", "grad_norm")
+                             if name in values and not math.isfinite(values[name])})
+        if overflowed:  # every step finite, but their float32 sum is not
+            raise NonFiniteLossError(step - 1, steps_per_epoch, checkpointer.latest_step(),
+                                     f"running sum of {' and '.join(overflowed)} (overflow)")
+        for values, count in ((interval, interval_steps), (epoch_sums, epoch_steps)):
+            mean = values["loss"] / count if count else 0.0
+            if math.isinf(perplexity(mean)):  # a finite loss whose exp overflows
+                raise NonFiniteLossError(
+                    step - 1, steps_per_epoch, checkpointer.latest_step(),
+                    f"train perplexity (mean loss {mean:.6g} over the last {count} steps; "
+                    "exp overflows)")
+        return interval, epoch_sums
 
     def extras() -> dict[str, Any]:
         return dict(extra_metrics(state)) if extra_metrics is not None else {}
@@ -356,7 +387,15 @@ def run_training(
                 for split, split_values in per_split.items():
                     split_values = dict(split_values)
                     if "loss" in split_values and "ppl" not in split_values:
-                        split_values["ppl"] = _ppl(float(split_values["loss"]))
+                        split_values["ppl"] = perplexity(float(split_values["loss"]))
+                    bad = [k for k in ("loss", "ppl") if k in split_values
+                           and not math.isfinite(float(split_values[k]))]
+                    if bad:
+                        raise NonFiniteLossError(
+                            step, steps_per_epoch, checkpointer.latest_step(),
+                            f"{split} {' and '.join(bad)} "
+                            f"({', '.join(f'{k} {split_values[k]}' for k in bad)})",
+                            evaluation=True)
                     emit(line(split, {**split_values,
                                       "wall_s": time.perf_counter() - wall_start}))
                     if "ppl" in split_values:
@@ -369,17 +408,22 @@ def run_training(
                 interval_host, epoch_host = fetch()  # also the last finiteness check
                 now = time.perf_counter()
                 timed_secs += now - mark
-                checkpointer.save(step, state, {
-                    "format": _FORMAT,
-                    "step": step,
-                    "epoch": step / steps_per_epoch,
-                    "steps_per_epoch": steps_per_epoch,
-                    "metrics_lines": log.lines_written,
-                    "interval_sums": interval_host,
-                    "interval_steps": interval_steps,
-                    "epoch_sums": epoch_host,
-                    "epoch_steps": epoch_steps,
-                })
+                try:
+                    checkpointer.save(step, state, require_finite=True, metadata={
+                        "format": _FORMAT,
+                        "step": step,
+                        "epoch": step / steps_per_epoch,
+                        "steps_per_epoch": steps_per_epoch,
+                        "metrics_lines": log.lines_written,
+                        "interval_sums": interval_host,
+                        "interval_steps": interval_steps,
+                        "epoch_sums": epoch_host,
+                        "epoch_steps": epoch_steps,
+                    })
+                except NonFiniteStateError as err:
+                    raise NonFiniteLossError(
+                        step, steps_per_epoch, checkpointer.latest_step(),
+                        f"state ({', '.join(err.leaves[:3])})") from None
                 mark = time.perf_counter()
         if sums is not None:
             fetch()  # the returned state must be finite too (and its updates are done)

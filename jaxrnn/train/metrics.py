@@ -23,7 +23,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MetricsLog", "ProgressBar", "TensorBoardLog", "plot_curves", "read_metrics"]
+__all__ = ["MetricsLog", "ProgressBar", "TensorBoardLog", "perplexity", "plot_curves",
+           "read_metrics"]
+
+_MAX_EXP_ARG = math.log(sys.float_info.max)  # 709.78...: exp of more overflows a float
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)`` for a mean per-token negative log-likelihood ``loss`` in nats.
+
+    Never raises: a loss beyond ``log(float max)`` (about 709.78) gives ``inf``, a NaN loss
+    gives NaN (``math.exp`` would raise ``OverflowError`` on the former).
+    """
+    loss = float(loss)
+    if math.isnan(loss):
+        return math.nan
+    return math.exp(loss) if loss <= _MAX_EXP_ARG else math.inf
 
 
 def _require(module: str, user: str) -> Any:

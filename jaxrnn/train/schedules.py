@@ -8,6 +8,7 @@ from a name, so experiments can take the optimizer as a command-line string.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import jax
@@ -20,6 +21,14 @@ __all__ = ["OPTIMIZERS", "epoch_decay", "lr_metric", "make_optimizer"]
 # Exponents below this come from a float64 table rounded once to float32, so the schedule
 # equals Zaremba's Python-float learning rate cast to float32 exactly; beyond it lax.pow.
 _TABLE_SIZE = 256
+
+
+def _check_rate(where: str, name: str, value) -> None:
+    """A learning rate: a finite number > 0 (a negative one ascends the loss)."""
+    number = isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool)
+    if not number or not math.isfinite(value) or not value > 0:
+        raise ValueError(f"{where}: {name} must be a finite number > 0; got {value!r}")
 
 
 def epoch_decay(
@@ -49,8 +58,8 @@ def epoch_decay(
         the float64 result rounded once to float32.
 
     Raises:
-        ValueError: on a non-positive ``steps_per_epoch``, negative ``decay_after``, or
-            ``decay`` outside ``(0, 1]``.
+        ValueError: on a non-positive ``steps_per_epoch``, negative ``decay_after``,
+            ``decay`` outside ``(0, 1]``, or a ``base_lr`` that is not a finite number > 0.
     """
     if not isinstance(steps_per_epoch, int | np.integer) or steps_per_epoch < 1:
         raise ValueError(
@@ -62,6 +71,7 @@ def epoch_decay(
         )
     if not 0.0 < decay <= 1.0:
         raise ValueError(f"epoch_decay: decay must be in (0, 1]; got {decay!r}")
+    _check_rate("epoch_decay", "base_lr", base_lr)
     table = np.asarray(
         [base_lr * decay**k for k in range(_TABLE_SIZE)], dtype=np.float32
     )
@@ -150,8 +160,9 @@ def make_optimizer(
         An ``optax.GradientTransformation``.
 
     Raises:
-        ValueError: for an unknown name (the message lists the valid ones), a bad
-            ``clip_norm`` or ``weight_decay``, or ``momentum`` given to an optimizer that
+        ValueError: for an unknown name (the message lists the valid ones), a float
+            ``learning_rate`` that is not finite and > 0, a bad ``clip_norm`` or
+            ``weight_decay``, or ``momentum`` given to an optimizer that
             has none.
     """
     key = name.lower() if isinstance(name, str) else name
@@ -160,6 +171,8 @@ def make_optimizer(
             f"make_optimizer: unknown optimizer name={name!r}; valid names: "
             f"{', '.join(sorted(OPTIMIZERS))}"
         )
+    if not callable(learning_rate):
+        _check_rate("make_optimizer", "learning_rate", learning_rate)
     if clip_norm is not None and not clip_norm > 0:
         raise ValueError(f"make_optimizer: clip_norm must be > 0 or None; got {clip_norm!r}")
     if not weight_decay >= 0:
