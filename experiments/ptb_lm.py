@@ -178,7 +178,7 @@ def model_spec(args, vocab_size: int) -> dict:
 
 def make_evaluator(model, ids: np.ndarray, batch_size: int, bptt: int):
     """Per-token NLL and perplexity over a whole split, the state carried throughout."""
-    mean_nll = train.stream_evaluator(model, ids, batch_size, bptt)
+    mean_nll = jaxrnn.nn.stream_evaluator(model, ids, batch_size, bptt)
 
     def evaluate(params) -> dict[str, float]:
         loss = mean_nll(params)
