@@ -85,8 +85,9 @@ def test_api_reference_covers_every_public_name():
     missing = [f"jaxrnn.{n}" for n in top if f"jaxrnn.{n}" not in api]
     modules = ["jaxrnn.variants", "jaxrnn.drivers.parallel", "jaxrnn.train", "jaxrnn.data",
                "jaxrnn.decoding", "jaxrnn.nn.attention", "jaxrnn.nn.losses",
-               "jaxrnn.nn.language_model",
-               "jaxrnn.distributed", *sorted(set(jaxrnn.interop._LAZY.values()))]
+               "jaxrnn.nn.language_model", "jaxrnn.nn.lm_run", "jaxrnn.tuning",
+               "jaxrnn.drivers.strategy", "jaxrnn.distributed",
+               *sorted(set(jaxrnn.interop._LAZY.values()))]
     for name in modules:
         module = importlib.import_module(name)
         if name not in api:

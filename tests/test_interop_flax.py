@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 import jaxrnn
-from jaxrnn.interop import flax as jflax
+from jaxrnn import interop as jflax
 
 B, T, D, H = 3, 6, 5, 4
 TOL = dict(rtol=1e-5, atol=1e-5)

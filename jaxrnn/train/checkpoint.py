@@ -47,6 +47,7 @@ from jaxrnn.train.integrity import (  # noqa: F401  (tree_digest: re-exported)
     _one_line,
     _os_error,
     _quiet_orbax,
+    to_host,
     tree_digest,
 )
 
@@ -151,7 +152,7 @@ class Checkpointer:
                 f"Checkpointer.save: step={step} is not newer than the latest checkpoint "
                 f"{latest} in {self.directory}"
             )
-        host = jax.device_get(state)
+        host = to_host(state)
         bad = _non_finite_leaves(host)
         if bad and require_finite:
             raise NonFiniteStateError(int(step), bad)

@@ -82,6 +82,20 @@ class NonFiniteStateError(CheckpointError, ValueError):
         )
 
 
+def to_host(tree: PyTree) -> PyTree:
+    """``tree`` as numpy arrays on this host. An array spread over several processes' devices
+    (multi-controller JAX) is gathered from all of them (``process_allgather``, a collective:
+    every process must call this at the same point, as every process saves and restores)."""
+    def one(x: Any) -> Any:
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return x
+
+    return jax.device_get(jax.tree.map(one, tree))
+
+
 def tree_digest(tree: PyTree) -> str:
     """sha256 over every leaf's dtype, shape and bytes, in tree order.
 
@@ -89,7 +103,7 @@ def tree_digest(tree: PyTree) -> str:
     to the host.
     """
     digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(jax.device_get(tree)):
+    for leaf in jax.tree.leaves(to_host(tree)):
         leaf = np.ascontiguousarray(leaf)
         digest.update(f"{leaf.dtype}{leaf.shape}".encode())
         digest.update(leaf.tobytes())
