@@ -1,6 +1,6 @@
 """Recall against state size: multi-query associative recall and selective copying.
 
-    python experiments/recall.py --task mqar,selective_copying --state-sizes 128,512,2048 --seeds 2
+    python experiments/recall.py --task mqar,selective_copying --state-sizes 64,256,1024 --seeds 2
 
 Tasks (``--task``, comma-separated):
 
@@ -64,15 +64,15 @@ def build_parser():
                    help="comma-separated jaxrnn.variants names or module:attr naming a cell "
                         f"class or factory (default: {DEFAULT_VARIANTS}; with --smoke: "
                         f"{SMOKE_VARIANTS})")
-    p.add_argument("--state-sizes", default="128,512,2048",
+    p.add_argument("--state-sizes", default="64,256,1024",
                    help="comma-separated target state sizes (floats per example)")
     p.add_argument("--seeds", type=harness.positive_int, default=2,
                    help="seeds per cell and size, vmapped (seeds --seed .. --seed + N - 1)")
-    p.add_argument("--steps", type=harness.positive_int, default=1500,
+    p.add_argument("--steps", type=harness.positive_int, default=600,
                    help="training steps for every cell and size")
-    p.add_argument("--batch-size", type=harness.positive_int, default=64,
+    p.add_argument("--batch-size", type=harness.positive_int, default=32,
                    help="training sequences per step and seed")
-    p.add_argument("--model-size", type=harness.positive_int, default=32,
+    p.add_argument("--model-size", type=harness.positive_int, default=16,
                    help="embedding width; hidden size of the cells sized by another knob")
     p.add_argument("--lr", type=harness.positive_float, default=3e-3,
                    help="peak Adam learning rate (cosine decay to lr/10)")
@@ -87,6 +87,10 @@ def build_parser():
                    help="selective_copying: colours")
     p.add_argument("--test-sequences", type=harness.positive_int, default=1024,
                    help="test sequences per task")
+    p.add_argument("--parallel", action="store_true",
+                   help="train linear recurrences through jaxrnn.associative_scan and cells with "
+                        "a chunkwise form through jaxrnn.chunkwise_scan (default: jaxrnn.scan, "
+                        "the faster on a CPU at these sizes)")
     p.add_argument("--log-every", type=harness.positive_int, default=500,
                    help="steps between progress lines")
     return p
@@ -151,7 +155,8 @@ def run_task(task_name: str, names, sizes, args, log) -> dict:
             start = time.perf_counter()
             trained = tt.train(cell, task, seeds=seeds, steps=args.steps,
                                batch_size=args.batch_size, lr=args.lr,
-                               embed_size=args.model_size, log=log, log_every=args.log_every,
+                               embed_size=args.model_size, parallel=args.parallel, log=log,
+                               log_every=args.log_every,
                                label=f"[{task_name}] {name} state {size} ({knob})")
             per_step = tt.accuracy_per_step(cell, trained.params, tokens, targets)
             wall = time.perf_counter() - start

@@ -61,7 +61,7 @@ def build_parser():
                         f"{DEFAULT_VARIANTS}; with --smoke: {SMOKE_VARIANTS})")
     p.add_argument("--seeds", type=harness.positive_int, default=3,
                    help="seeds per cell, vmapped (seeds --seed .. --seed + N - 1)")
-    p.add_argument("--steps", type=harness.positive_int, default=3000,
+    p.add_argument("--steps", type=harness.positive_int, default=1000,
                    help="training steps for every cell")
     p.add_argument("--batch-size", type=harness.positive_int, default=64,
                    help="training words per step and seed")
@@ -73,6 +73,10 @@ def build_parser():
                    help="peak Adam learning rate (cosine decay to lr/10)")
     p.add_argument("--test-words", type=harness.positive_int, default=512,
                    help="test words of 256 tokens (each tests every length 1-256)")
+    p.add_argument("--parallel", action="store_true",
+                   help="train linear recurrences through jaxrnn.associative_scan and cells with "
+                        "a chunkwise form through jaxrnn.chunkwise_scan (default: jaxrnn.scan, "
+                        "the faster on a CPU at these sizes)")
     p.add_argument("--log-every", type=harness.positive_int, default=500,
                    help="steps between progress lines")
     return p
@@ -98,7 +102,8 @@ def run_task(task_name: str, names, args, log) -> tuple[dict, dict]:
         start = time.perf_counter()
         trained = tt.train(cell, task, seeds=seeds, steps=args.steps,
                            batch_size=args.batch_size, lr=args.lr, embed_size=args.embed_size,
-                           log=log, log_every=args.log_every, label=f"[{task_name}] {name}")
+                           parallel=args.parallel, log=log, log_every=args.log_every,
+                           label=f"[{task_name}] {name}")
         per_step = tt.accuracy_per_step(cell, trained.params, tokens, targets)
         wall = time.perf_counter() - start
         buckets = bucket_accuracy(per_step)

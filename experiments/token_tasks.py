@@ -13,10 +13,14 @@ Training: Adam, the learning rate cosine-decayed to a tenth of its value, gradie
 global norm 1. The seeds of one cell train as one jitted, vmapped program (one compilation per
 cell and size); seed s sees the same data stream for every cell (paired comparison).
 
-Drivers: a linear-recurrence cell (:func:`jaxrnn.parallel.is_linear`) trains through
-:func:`jaxrnn.associative_scan`, a cell with a chunkwise form (``chunk_step``) through
-:func:`jaxrnn.chunkwise_scan`, any other through :func:`jaxrnn.scan`; evaluation always runs
-:func:`jaxrnn.scan` (memory linear in the state, not in the length times the state).
+Drivers: every cell runs through :func:`jaxrnn.scan` by default. With ``parallel=True`` a
+linear-recurrence cell (:func:`jaxrnn.parallel.is_linear`) trains through
+:func:`jaxrnn.associative_scan` and a cell with a chunkwise form (``chunk_step``) through
+:func:`jaxrnn.chunkwise_scan` (chunks of 16); evaluation always runs :func:`jaxrnn.scan`
+(memory linear in the state, not in the length times the state). On a 2-core CPU at these sizes
+(T = 40, 3 seeds x 64 sequences, hidden 32-64) the parallel forms were the slower ones: Mamba
+took about twice as long per step through the associative scan, and DeltaNet's chunkwise
+training did not finish 5 steps in 400 s.
 """
 
 from __future__ import annotations
@@ -257,26 +261,27 @@ def init_model(cell: Any, key: jax.Array, vocab_size: int, embed_size: int,
             "head2": harness.dense_init(k_2, width, num_classes)}
 
 
-def driver(cell: Any, training: bool) -> Callable[..., Any]:
-    """The driver a cell trains (``training``) or evaluates with (module docstring)."""
-    if training and jaxrnn.parallel.is_linear(cell):
+def driver(cell: Any, parallel: bool) -> Callable[..., Any]:
+    """The driver a cell runs with: :func:`jaxrnn.scan`, or with ``parallel`` its parallel
+    form where it has one (module docstring)."""
+    if parallel and jaxrnn.parallel.is_linear(cell):
         return jaxrnn.associative_scan
-    if training and hasattr(cell, "chunk_step"):
+    if parallel and hasattr(cell, "chunk_step"):
         return lambda c, p, xs: jaxrnn.chunkwise_scan(c, p, xs, chunk_size=16)
     return jaxrnn.scan
 
 
-def logits(cell: Any, params: Mapping[str, Any], tokens: jax.Array, training: bool
+def logits(cell: Any, params: Mapping[str, Any], tokens: jax.Array, parallel: bool = False
            ) -> jax.Array:
     """``[B, T, num_classes]`` logits of the model for ``tokens [B, T]``."""
     import harness
 
-    ys, _ = driver(cell, training)(cell, params["cell"], params["embed"][tokens])
+    ys, _ = driver(cell, parallel)(cell, params["cell"], params["embed"][tokens])
     return harness.dense(params["head2"], jax.nn.gelu(harness.dense(params["head1"], ys)))
 
 
-def loss_fn(cell, params, tokens, targets, weights):
-    out = logits(cell, params, tokens, training=True)
+def loss_fn(cell, params, tokens, targets, weights, parallel=False):
+    out = logits(cell, params, tokens, parallel)
     nll = optax.softmax_cross_entropy_with_integer_labels(out, targets)
     return jnp.sum(nll * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
@@ -300,8 +305,8 @@ class Trained:
 
 
 def train(cell: Any, task: TokenTask, *, seeds: Sequence[int], steps: int, batch_size: int,
-          lr: float, embed_size: int, log: Callable[[str], None] = print,
-          log_every: int = 0, label: str = "") -> Trained:
+          lr: float, embed_size: int, parallel: bool = False,
+          log: Callable[[str], None] = print, log_every: int = 0, label: str = "") -> Trained:
     """Trains one model per seed, vmapped in one jitted program.
 
     Args:
@@ -313,6 +318,7 @@ def train(cell: Any, task: TokenTask, *, seeds: Sequence[int], steps: int, batch
       batch_size: sequences per step (per seed).
       lr: peak learning rate (cosine decay to ``lr / 10``).
       embed_size: the embedding width (the cell's input size).
+      parallel: train through the cell's parallel form where it has one (module docstring).
       log: where progress lines go.
       log_every: steps between progress lines (0: a single line at the end).
       label: prefix of the progress lines.
@@ -331,7 +337,7 @@ def train(cell: Any, task: TokenTask, *, seeds: Sequence[int], steps: int, batch
 
     def one_step(params, opt_state, key, step):
         batch = task.sample(jax.random.fold_in(key, step), batch_size)
-        loss, grads = jax.value_and_grad(lambda p: loss_fn(cell, p, *batch))(params)
+        loss, grads = jax.value_and_grad(lambda p: loss_fn(cell, p, *batch, parallel))(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
@@ -368,7 +374,7 @@ def accuracy_per_step(cell: Any, params: Any, tokens: jax.Array, targets: jax.Ar
     """``[seeds, T]`` accuracy at each step over the examples (``params`` per seed)."""
     @jax.jit
     def correct(params, tokens, targets):
-        out = jax.vmap(lambda p: logits(cell, p, tokens, training=False))(params)
+        out = jax.vmap(lambda p: logits(cell, p, tokens))(params)
         return jnp.sum(jnp.argmax(out, axis=-1) == targets[None], axis=1)
 
     with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):
