@@ -23,9 +23,11 @@ cell gets the largest size whose carry fits, through one knob, keeping the model
 - any other cell (``np`` 2H, ``gru``/``mingru``/``rglru`` H, ``slstm`` 4H): the hidden size.
 
 The chosen knob and the carry's actual size are in ``results.json``. The model: embedding
-(``--model-size``) -> one cell -> two-layer head, trained as in ``state_tracking.py``
-(``token_tasks``); the test set is a fixed batch of ``--test-sequences`` from the training
-distribution.
+(``--model-size``) -> token shift (the cell reads ``[e_t, e_(t-1)]``; ``--no-token-shift``
+turns it off) -> one cell -> two-layer head, trained as in ``state_tracking.py``
+(``token_tasks``). Without the shift a one-layer model cannot bind a key to its value (the
+step reading the value does not see the key), whatever its state. The test set is a fixed
+batch of ``--test-sequences`` from the training distribution.
 
 Expected (Zoology): at equal state size, the delta-rule and matrix-memory cells (``deltanet``,
 ``gated_deltanet``, ``mlstm``) recall far better than the diagonal linear recurrences
@@ -40,6 +42,7 @@ Output in ``--out``: ``results.json`` (one object per task, a list for several: 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import time
 from pathlib import Path
@@ -68,7 +71,7 @@ def build_parser():
                    help="comma-separated target state sizes (floats per example)")
     p.add_argument("--seeds", type=harness.positive_int, default=2,
                    help="seeds per cell and size, vmapped (seeds --seed .. --seed + N - 1)")
-    p.add_argument("--steps", type=harness.positive_int, default=600,
+    p.add_argument("--steps", type=harness.positive_int, default=1000,
                    help="training steps for every cell and size")
     p.add_argument("--batch-size", type=harness.positive_int, default=32,
                    help="training sequences per step and seed")
@@ -87,6 +90,9 @@ def build_parser():
                    help="selective_copying: colours")
     p.add_argument("--test-sequences", type=harness.positive_int, default=1024,
                    help="test sequences per task")
+    p.add_argument("--token-shift", action=argparse.BooleanOptionalAction, default=True,
+                   help="feed the cell [e_t, e_(t-1)], the token and the one before it (the "
+                        "short convolution of Mamba and DeltaNet, smallest form)")
     p.add_argument("--parallel", action="store_true",
                    help="train linear recurrences through jaxrnn.associative_scan and cells with "
                         "a chunkwise form through jaxrnn.chunkwise_scan (default: jaxrnn.scan, "
@@ -155,10 +161,11 @@ def run_task(task_name: str, names, sizes, args, log) -> dict:
             start = time.perf_counter()
             trained = tt.train(cell, task, seeds=seeds, steps=args.steps,
                                batch_size=args.batch_size, lr=args.lr,
-                               embed_size=args.model_size, parallel=args.parallel, log=log,
-                               log_every=args.log_every,
+                               embed_size=args.model_size, parallel=args.parallel,
+                               token_shift=args.token_shift, log=log, log_every=args.log_every,
                                label=f"[{task_name}] {name} state {size} ({knob})")
-            per_step = tt.accuracy_per_step(cell, trained.params, tokens, targets)
+            per_step = tt.accuracy_per_step(cell, trained.params, tokens, targets,
+                                            token_shift=args.token_shift)
             wall = time.perf_counter() - start
             accuracy = per_step[:, mask].mean(axis=1)
             key = str(size)

@@ -34,6 +34,7 @@ over seeds), ``heatmap.png`` and ``accuracy_vs_length.png``.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -73,6 +74,8 @@ def build_parser():
                    help="peak Adam learning rate (cosine decay to lr/10)")
     p.add_argument("--test-words", type=harness.positive_int, default=512,
                    help="test words of 256 tokens (each tests every length 1-256)")
+    p.add_argument("--token-shift", action=argparse.BooleanOptionalAction, default=False,
+                   help="feed the cell [e_t, e_(t-1)], the token and the one before it")
     p.add_argument("--parallel", action="store_true",
                    help="train linear recurrences through jaxrnn.associative_scan and cells with "
                         "a chunkwise form through jaxrnn.chunkwise_scan (default: jaxrnn.scan, "
@@ -102,9 +105,11 @@ def run_task(task_name: str, names, args, log) -> tuple[dict, dict]:
         start = time.perf_counter()
         trained = tt.train(cell, task, seeds=seeds, steps=args.steps,
                            batch_size=args.batch_size, lr=args.lr, embed_size=args.embed_size,
-                           parallel=args.parallel, log=log, log_every=args.log_every,
+                           parallel=args.parallel, token_shift=args.token_shift, log=log,
+                           log_every=args.log_every,
                            label=f"[{task_name}] {name}")
-        per_step = tt.accuracy_per_step(cell, trained.params, tokens, targets)
+        per_step = tt.accuracy_per_step(cell, trained.params, tokens, targets,
+                                        token_shift=args.token_shift)
         wall = time.perf_counter() - start
         buckets = bucket_accuracy(per_step)
         train_acc = per_step[:, TRAIN_LENGTHS[0] - 1:TRAIN_LENGTHS[1]].mean(axis=1)

@@ -6,8 +6,13 @@ float32)``: the loss and the accuracy count the positions whose weight is 1. The
 recurrent layer between an embedding and a two-layer head, per step::
 
     e_t = E[token_t]                  (embedding, width --embed-size)
-    y_t = cell(e_1 .. e_t)            (the cell under test, one layer)
+    x_t = e_t, or [e_t, e_{t-1}]      (token_shift: the token before, e_0 = 0)
+    y_t = cell(x_1 .. x_t)            (the cell under test, one layer)
     logits_t = W_2 gelu(W_1 y_t + b_1) + b_2
+
+The token shift is the smallest form of the short causal convolution that Mamba, DeltaNet and
+the Zoology models put before the recurrence. Associative recall needs it in a one-layer model:
+without it, the step that reads a value cannot see the key it belongs to.
 
 Training: Adam, the learning rate cosine-decayed to a tenth of its value, gradients clipped to
 global norm 1. The seeds of one cell train as one jitted, vmapped program (one compilation per
@@ -249,14 +254,15 @@ def selective_copying_task(body_length: int = 48, num_tokens: int = 8,
 
 
 def init_model(cell: Any, key: jax.Array, vocab_size: int, embed_size: int,
-               num_classes: int) -> dict[str, Any]:
-    """Parameters of embedding -> cell -> two-layer head (module docstring)."""
+               num_classes: int, token_shift: bool = False) -> dict[str, Any]:
+    """Parameters of embedding (-> token shift) -> cell -> two-layer head (module
+    docstring)."""
     import harness
 
     k_embed, k_cell, k_1, k_2 = jax.random.split(key, 4)
     width = jaxrnn.cells.output_size(cell, embed_size)
     return {"embed": jax.random.normal(k_embed, (vocab_size, embed_size), jnp.float32),
-            "cell": cell.init(k_cell, embed_size),
+            "cell": cell.init(k_cell, embed_size * (2 if token_shift else 1)),
             "head1": harness.dense_init(k_1, width, width),
             "head2": harness.dense_init(k_2, width, num_classes)}
 
@@ -271,17 +277,21 @@ def driver(cell: Any, parallel: bool) -> Callable[..., Any]:
     return jaxrnn.scan
 
 
-def logits(cell: Any, params: Mapping[str, Any], tokens: jax.Array, parallel: bool = False
-           ) -> jax.Array:
+def logits(cell: Any, params: Mapping[str, Any], tokens: jax.Array, parallel: bool = False,
+           token_shift: bool = False) -> jax.Array:
     """``[B, T, num_classes]`` logits of the model for ``tokens [B, T]``."""
     import harness
 
-    ys, _ = driver(cell, parallel)(cell, params["cell"], params["embed"][tokens])
+    xs = params["embed"][tokens]
+    if token_shift:
+        before = jnp.pad(xs[:, :-1], ((0, 0), (1, 0), (0, 0)))
+        xs = jnp.concatenate([xs, before], axis=-1)
+    ys, _ = driver(cell, parallel)(cell, params["cell"], xs)
     return harness.dense(params["head2"], jax.nn.gelu(harness.dense(params["head1"], ys)))
 
 
-def loss_fn(cell, params, tokens, targets, weights, parallel=False):
-    out = logits(cell, params, tokens, parallel)
+def loss_fn(cell, params, tokens, targets, weights, parallel=False, token_shift=False):
+    out = logits(cell, params, tokens, parallel, token_shift)
     nll = optax.softmax_cross_entropy_with_integer_labels(out, targets)
     return jnp.sum(nll * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
@@ -305,7 +315,7 @@ class Trained:
 
 
 def train(cell: Any, task: TokenTask, *, seeds: Sequence[int], steps: int, batch_size: int,
-          lr: float, embed_size: int, parallel: bool = False,
+          lr: float, embed_size: int, parallel: bool = False, token_shift: bool = False,
           log: Callable[[str], None] = print, log_every: int = 0, label: str = "") -> Trained:
     """Trains one model per seed, vmapped in one jitted program.
 
@@ -319,8 +329,10 @@ def train(cell: Any, task: TokenTask, *, seeds: Sequence[int], steps: int, batch
       lr: peak learning rate (cosine decay to ``lr / 10``).
       embed_size: the embedding width (the cell's input size).
       parallel: train through the cell's parallel form where it has one (module docstring).
+      token_shift: feed the cell ``[e_t, e_{t-1}]`` (module docstring).
       log: where progress lines go.
-      log_every: steps between progress lines (0: a single line at the end).
+      log_every: at most this many steps between progress lines (0: a single line at the
+        end); the steps are split into equal chunks, one compilation.
       label: prefix of the progress lines.
     """
     schedule = optax.cosine_decay_schedule(lr, steps, alpha=0.1)
@@ -332,19 +344,24 @@ def train(cell: Any, task: TokenTask, *, seeds: Sequence[int], steps: int, batch
     @jax.jit
     def init(keys):
         params = jax.vmap(lambda k: init_model(cell, k, task.vocab_size, embed_size,
-                                               task.num_classes))(keys)
+                                               task.num_classes, token_shift))(keys)
         return params, jax.vmap(optimizer.init)(params)
 
     def one_step(params, opt_state, key, step):
         batch = task.sample(jax.random.fold_in(key, step), batch_size)
-        loss, grads = jax.value_and_grad(lambda p: loss_fn(cell, p, *batch, parallel))(params)
+        loss, grads = jax.value_and_grad(
+            lambda p: loss_fn(cell, p, *batch, parallel, token_shift))(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    chunk = max(1, min(log_every or steps, steps))
+    # chunks of equal length (one compilation): the fewest that are at most log_every long
+    pieces = -(-steps // max(1, min(log_every or steps, steps)))
+    while steps % pieces:
+        pieces += 1
+    chunk = steps // pieces
 
     @functools.partial(jax.jit, static_argnums=2)
-    def run(params, opt_state, count, start):
+    def run(params, opt_state, count, start):  # count: static, one compilation
         def body(carry, step):
             p, o, loss = jax.vmap(one_step, in_axes=(0, 0, 0, None))(*carry, data_keys, step)
             return (p, o), loss
@@ -358,10 +375,9 @@ def train(cell: Any, task: TokenTask, *, seeds: Sequence[int], steps: int, batch
         params, opt_state = init(init_keys)
         done, losses = 0, np.zeros(len(seeds))
         while done < steps:
-            count = min(chunk, steps - done)  # a shorter last chunk compiles once more
-            params, opt_state, chunk_losses = run(params, opt_state, count, done)
-            done += count
-            losses = np.asarray(jnp.mean(chunk_losses[-max(1, count // 10):], axis=0))
+            params, opt_state, chunk_losses = run(params, opt_state, chunk, done)
+            done += chunk
+            losses = np.asarray(jnp.mean(chunk_losses[-max(1, chunk // 10):], axis=0))
             if log_every:
                 log(f"  {label} step {done}/{steps}  loss {np.mean(losses):.4f}  "
                     f"{time.perf_counter() - start:.1f}s")
@@ -370,11 +386,11 @@ def train(cell: Any, task: TokenTask, *, seeds: Sequence[int], steps: int, batch
 
 
 def accuracy_per_step(cell: Any, params: Any, tokens: jax.Array, targets: jax.Array,
-                      batch_chunk: int = 256) -> np.ndarray:
+                      batch_chunk: int = 256, token_shift: bool = False) -> np.ndarray:
     """``[seeds, T]`` accuracy at each step over the examples (``params`` per seed)."""
     @jax.jit
     def correct(params, tokens, targets):
-        out = jax.vmap(lambda p: logits(cell, p, tokens))(params)
+        out = jax.vmap(lambda p: logits(cell, p, tokens, token_shift=token_shift))(params)
         return jnp.sum(jnp.argmax(out, axis=-1) == targets[None], axis=1)
 
     with jax.numpy_dtype_promotion("standard"), jax.numpy_rank_promotion("allow"):

@@ -190,3 +190,20 @@ def test_recall_smoke(tmp_path):
     assert all(record["state_floats"][s] <= int(s) for s in ("16", "64"))
     for name in ("config.json", "results.md", "heatmap.png", "accuracy_vs_state_size.png"):
         assert (out / name).stat().st_size > 0, name
+
+
+@pytest.mark.parametrize("token_shift", [False, True])
+def test_model_is_causal_with_and_without_the_token_shift(token_shift):
+    import harness
+
+    cell = harness.make_cell("np", 6)
+    params = tt.init_model(cell, jax.random.PRNGKey(0), 5, 4, 3, token_shift)
+    assert params["cell"]["w_ih"].shape[1] == (8 if token_shift else 4)
+    tokens = np.array([[0, 1, 2, 3, 4, 0, 1, 2]])
+    changed = tokens.copy()
+    changed[0, 5] = 3
+    with jax.numpy_rank_promotion("allow"):
+        a = np.asarray(tt.logits(cell, params, tokens, token_shift=token_shift))
+        b = np.asarray(tt.logits(cell, params, changed, token_shift=token_shift))
+    np.testing.assert_array_equal(a[:, :5], b[:, :5])  # the past does not see the future
+    assert np.abs(a[:, 5] - b[:, 5]).max() > 0
