@@ -19,7 +19,7 @@ global norm 1. The seeds of one cell train as one jitted, vmapped program (one c
 cell and size); seed s sees the same data stream for every cell (paired comparison).
 
 Drivers: every cell runs through :func:`jaxrnn.scan` by default. With ``parallel=True`` a
-linear-recurrence cell (:func:`jaxrnn.parallel.is_linear`) trains through
+linear-recurrence cell (:func:`jaxrnn.drivers.is_linear`) trains through
 :func:`jaxrnn.associative_scan` and a cell with a chunkwise form (``chunk_step``) through
 :func:`jaxrnn.chunkwise_scan` (chunks of 16); evaluation always runs :func:`jaxrnn.scan`
 (memory linear in the state, not in the length times the state). On a 2-core CPU at these sizes
@@ -270,7 +270,7 @@ def init_model(cell: Any, key: jax.Array, vocab_size: int, embed_size: int,
 def driver(cell: Any, parallel: bool) -> Callable[..., Any]:
     """The driver a cell runs with: :func:`jaxrnn.scan`, or with ``parallel`` its parallel
     form where it has one (module docstring)."""
-    if parallel and jaxrnn.parallel.is_linear(cell):
+    if parallel and jaxrnn.drivers.is_linear(cell):
         return jaxrnn.associative_scan
     if parallel and hasattr(cell, "chunk_step"):
         return lambda c, p, xs: jaxrnn.chunkwise_scan(c, p, xs, chunk_size=16)
