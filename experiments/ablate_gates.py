@@ -257,7 +257,7 @@ def head_loss_metric(task: Task, params, ys, batch: Batch):
 
 def forward(cell, task: Task, params, batch: Batch, parallel: bool = True):
     """Linear-recurrence cells run through the associative scan unless ``parallel=False``."""
-    run = jaxrnn.associative_scan if parallel and jaxrnn.parallel.is_linear(cell) else jaxrnn.scan
+    run = jaxrnn.associative_scan if parallel and jaxrnn.drivers.is_linear(cell) else jaxrnn.scan
     ys, _ = run(cell, params["cell"], batch.xs)
     return head_loss_metric(task, params, ys, batch)
 

@@ -179,7 +179,7 @@ def test_a_reset_flag_on_a_padding_step_leaves_the_final_carry_alone():
         want = jaxrnn.scan(cell, params, xs[:1, :4])[1]
         runs = [jaxrnn.scan(cell, params, xs, lengths=lengths, resets=resets, strategy=s)
                 for s in ("in_loop", "hoisted")]
-        if jaxrnn.parallel.is_linear(cell):
+        if jaxrnn.drivers.is_linear(cell):
             runs.append(jaxrnn.associative_scan(cell, params, xs, lengths=lengths, resets=resets))
         if jaxrnn.drivers.has_chunkwise_form(cell):
             runs.append(jaxrnn.chunkwise_scan(cell, params, xs, lengths=lengths, resets=resets,
