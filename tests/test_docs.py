@@ -54,9 +54,12 @@ def run_page(page: str) -> None:
                 source = "\n" * (line - 1) + code
                 exec(compile(source, page, "exec", dont_inherit=True), module.__dict__)
     finally:  # what a page adds to sys.path, and modules imported from there, stay with it
+        added = [str(pathlib.Path(p).resolve()) for p in sys.path if p not in saved_path]
         sys.path[:] = saved_path
         for name in set(sys.modules) - saved_modules:
-            if not name.startswith(("jax", "jaxrnn", "flax", "torch", "optax", "orbax")):
+            origin = getattr(sys.modules[name], "__file__", None) or ""
+            # (modules of installed packages stay: a C extension cannot be loaded twice)
+            if name == module.__name__ or any(origin.startswith(a) for a in added):
                 del sys.modules[name]
 
 
