@@ -13,9 +13,10 @@ it for every call, inside the traced function, so gradients flow back to ``w_ih`
 each length are zeroed, as :func:`jaxrnn.scan` promises. Reversal is done by the caller.
 
 Supported: a plain ``LSTM`` (no ``proj_size``, no ``compute_dtype``) without ``resets``,
-``h_mask`` or ``remat``. Everything else, and every backend but a GPU, runs the "fused" path
-instead (the same function). Matmul precision follows JAX's (``jax.default_matmul_precision``):
-TF32 is allowed by default on GPUs that have it, as in PyTorch's cuDNN LSTM.
+``h_mask`` or ``remat``. Everything else, and every platform but CUDA (ROCm included), runs
+the "fused" path instead (the same function). Matmul precision follows JAX's
+(``jax.default_matmul_precision``): TF32 is allowed by default on GPUs that have it, as in
+PyTorch's cuDNN LSTM.
 
 cuDNN itself is checked only on a machine with an NVIDIA GPU
 (``tests/test_cudnn.py::test_real_cudnn_*``, also run by ``benchmarks/gpu_check.sh``), and these
