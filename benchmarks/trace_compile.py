@@ -8,7 +8,7 @@ For each cell, shape (B, T, H; input size H) and kind (``train``: value and grad
 pass), ``--repeats`` times: clear JAX's caches, then ``jax.jit(f).lower(...).compile()``.
 Reports the median and the spread of the process CPU time (all threads; steadier than wall
 time on a shared machine) and of the wall time. Run it from two checkouts (``PYTHONPATH``) in
-one session to compare versions: a ratio of medians measured together is what to compare.
+one sitting to compare versions: a ratio of medians measured together is what to compare.
 """
 
 from __future__ import annotations

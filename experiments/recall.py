@@ -242,10 +242,7 @@ def plots(out: Path, objects: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> list[dict]:
     p = build_parser()
     args = harness.parse(p, argv)
-    tasks = [t.strip() for t in args.task.split(",") if t.strip()]
-    bad = [t for t in tasks if t not in TASKS]
-    if bad or not tasks:
-        p.error(f"--task: unknown task(s) {bad}; valid tasks: {', '.join(TASKS)}")
+    tasks, names = tt.tasks_and_cells(p, args, list(TASKS), DEFAULT_VARIANTS, SMOKE_VARIANTS)
     try:
         sizes = sorted({int(s) for s in args.state_sizes.split(",") if s.strip()})
     except ValueError:
@@ -253,11 +250,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not sizes or min(sizes) < 1:
         p.error(f"--state-sizes: expected comma-separated positive ints; got "
                 f"{args.state_sizes!r}")
-    if args.variants is None:
-        args.variants = SMOKE_VARIANTS if args.smoke else DEFAULT_VARIANTS
-    names = harness.check_cells(p, [v.strip() for v in args.variants.split(",") if v.strip()])
-    if not names:
-        p.error("--variants: expected at least one variant")
     if args.pairs > args.keys:
         p.error(f"--pairs {args.pairs} > --keys {args.keys}: the keys of a sequence are distinct")
     if args.copy_tokens > args.copy_body:

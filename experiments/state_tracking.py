@@ -186,15 +186,8 @@ def plots(out: Path, objects: list[dict], curves: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> list[dict]:
     p = build_parser()
     args = harness.parse(p, argv)
-    tasks = [t.strip() for t in args.task.split(",") if t.strip()]
-    bad = [t for t in tasks if t not in tt.STATE_TRACKING]
-    if bad or not tasks:
-        p.error(f"--task: unknown task(s) {bad}; valid tasks: {', '.join(tt.STATE_TRACKING)}")
-    if args.variants is None:
-        args.variants = SMOKE_VARIANTS if args.smoke else DEFAULT_VARIANTS
-    names = harness.check_cells(p, [v.strip() for v in args.variants.split(",") if v.strip()])
-    if not names:
-        p.error("--variants: expected at least one variant")
+    tasks, names = tt.tasks_and_cells(p, args, list(tt.STATE_TRACKING), DEFAULT_VARIANTS,
+                                      SMOKE_VARIANTS)
     if args.smoke:
         args.seeds, args.steps, args.hidden = min(args.seeds, 2), min(args.steps, 30), 8
         args.embed_size, args.batch_size, args.test_words = 8, 16, 16

@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import harness
 import jaxrnn
 
 Sampler = Callable[[jax.Array, int], tuple[jax.Array, jax.Array, jax.Array]]
@@ -402,6 +403,22 @@ def accuracy_per_step(cell: Any, params: Any, tokens: jax.Array, targets: jax.Ar
 
 
 # ------------------------------------------------------------------------------------ reports
+
+
+def tasks_and_cells(p: Any, args: Any, valid_tasks: Sequence[str], default_variants: str,
+                    smoke_variants: str) -> tuple[list[str], list[str]]:
+    """``--task`` and ``--variants`` of a script, checked (``p.error`` names the flag); the
+    variants default to ``default_variants`` (``smoke_variants`` with ``--smoke``)."""
+    tasks = [t.strip() for t in args.task.split(",") if t.strip()]
+    bad = [t for t in tasks if t not in valid_tasks]
+    if bad or not tasks:
+        p.error(f"--task: unknown task(s) {bad}; valid tasks: {', '.join(valid_tasks)}")
+    if args.variants is None:
+        args.variants = smoke_variants if args.smoke else default_variants
+    names = harness.check_cells(p, [v.strip() for v in args.variants.split(",") if v.strip()])
+    if not names:
+        p.error("--variants: expected at least one variant")
+    return tasks, list(names)
 
 
 def mean_std(values: Sequence[float]) -> str:

@@ -46,11 +46,12 @@ class ShardedTrainStep:
         :func:`batch_sharding`, metrics replicated, the input state donated if ``donate``."""
         return self._entry(state)[1]
 
-    def _entry(self, state: TrainState):
+    def _entry(self, state: TrainState, leaves=None, treedef=None):
         if not isinstance(state, TrainState):
             raise TypeError(f"train_step: state must be a jaxrnn.train.TrainState; got "
                             f"{type(state).__name__}")
-        leaves, treedef = jax.tree.flatten(state)
+        if leaves is None:
+            leaves, treedef = jax.tree.flatten(state)
         signature = (treedef, tuple(np.ndim(x) for x in leaves))
         if signature not in self._compiled:
             shardings = state_shardings(state, self.mesh)
@@ -64,8 +65,8 @@ class ShardedTrainStep:
         if not isinstance(self.mesh, Mesh):
             raise TypeError("train_step: an AbstractMesh has no devices to run on; use "
                             ".jitted(state) to lower or export, or a Mesh from make_mesh to run")
-        shardings, fn = self._entry(state)
         leaves, treedef = jax.tree.flatten(state)
+        shardings, fn = self._entry(state, leaves, treedef)
         if not all(isinstance(x, jax.Array) and x.sharding == s
                    for x, s in zip(leaves, shardings, strict=True)):
             _check_divisible(state.carry, self.mesh.size, "train_step: state.carry")
