@@ -66,17 +66,24 @@ def _hoisted_projection(module: str, gates: int) -> bool:
 
 @pytest.mark.parametrize("name", CELLS)
 def test_auto_carries_each_platforms_choice(name):
-    """At B = 64 "auto" runs the GRU in_loop on a CPU and fused on GPUs and TPUs; the LSTM
-    fuses everywhere. A module exported for cuda from this CPU holds the GPU choice."""
+    """At B = 64 "auto" runs the GRU's forward pass in_loop on a CPU and fused on GPUs and TPUs
+    (the LSTM fuses everywhere): a forward module exported for cuda from this CPU holds the
+    GPU choice. A training step fuses on every platform, so its single-platform modules hold
+    no platform conditional."""
     cell, params, xs = example(name)
-    fn = scan_loss(cell, "auto")
     gates = 4 if name == "lstm" else 3
-    cpu = text(jax.export.export(fn, platforms=("cpu",))(params, xs))
-    cuda = text(jax.export.export(fn, platforms=("cuda",))(params, xs))
+    forward = jax.jit(lambda p, x: jaxrnn.scan(cell, p, x)[0])
+    cpu = text(jax.export.export(forward, platforms=("cpu",))(params, xs))
+    cuda = text(jax.export.export(forward, platforms=("cuda",))(params, xs))
     assert _hoisted_projection(cuda, gates)
     assert _hoisted_projection(cpu, gates) == (name == "lstm")
-    both = text(jax.export.export(fn, platforms=("cpu", "cuda"))(params, xs))
+    both = text(jax.export.export(forward, platforms=("cpu", "cuda"))(params, xs))
     assert _hoisted_projection(both, gates)
+    train_step = scan_loss(cell, "auto")
+    for platforms in (("cpu",), ("cuda",), ("tpu",)):
+        module = text(jax.export.export(train_step, platforms=platforms)(params, xs))
+        assert _hoisted_projection(module, gates)
+        assert "stablehlo.case" not in module
 
 
 @pytest.mark.parametrize("platform, reported", [("cuda", "gpu"), ("tpu", "tpu")])

@@ -146,7 +146,7 @@ def test_fused_weight_gradients_through_the_transposed_copy(make):
     grad = jax.grad(loss, argnums=(0, 1))
     _assert_tree_close(grad(params, xs, "fused"), grad(params, xs, "in_loop"))
     fn = jax.jit(lambda p, x: grad(p, x, "fused"))
-    assert "optimization_barrier" in str(jax.make_jaxpr(fn)(params, xs))
+    assert "jaxrnn_per_platform" in str(jax.make_jaxpr(fn)(params, xs))  # chosen when lowered
     for platform, copied in (("cpu", True), ("cuda", False), ("tpu", False)):
         module = jax.export.export(fn, platforms=(platform,))(params, xs).mlir_module()
         assert ("optimization_barrier" in module) == copied, platform
@@ -182,15 +182,14 @@ def test_fused_inference_projects_in_chunks(make, monkeypatch):
         _assert_tree_close(run(params, xs), jaxrnn.scan(cell, params, xs, strategy="in_loop", **kw))
     empty = jaxrnn.scan(cell, params, xs[:0], strategy="fused")
     assert empty[0].shape == (0, t, 5)
-    jaxpr = str(jax.make_jaxpr(lambda p, x: jaxrnn.scan(cell, p, x, strategy="fused"))(params, xs))
-    grads = str(jax.make_jaxpr(jax.grad(
-        lambda p, x: jnp.sum(jaxrnn.scan(cell, p, x, strategy="fused")[0])))(params, xs))
-    chunked = f"f32[2,3,{b},{d}]"  # the input, in two chunks of 3 steps
-    assert chunked in jaxpr and chunked not in grads
+    chunked = f"tensor<2x3x{b}x{d}xf32>"  # the input, in two chunks of 3 steps
     fn = jax.jit(lambda p, x: jaxrnn.scan(cell, p, x, strategy="fused"))
+    assert "jaxrnn_per_platform" in str(fn.trace(params, xs).jaxpr)  # chosen when lowered
     for platform, want in (("cpu", True), ("cuda", False)):
         module = jax.export.export(fn, platforms=(platform,))(params, xs).mlir_module()
-        assert (f"tensor<2x3x{b}x{d}xf32>" in module) == want, platform
+        assert (chunked in module) == want, platform
+    grads = jax.jit(jax.grad(lambda p, x: jnp.sum(jaxrnn.scan(cell, p, x, strategy="fused")[0])))
+    assert chunked not in jax.export.export(grads, platforms=("cpu",))(params, xs).mlir_module()
 
 
 @pytest.mark.parametrize("make", [jaxrnn.LSTM, jaxrnn.GRU])
@@ -240,6 +239,13 @@ def test_auto_strategy_choice():
         assert auto(jaxrnn.GRU(8), xs_shape=(100, 256, 8), time_major=True) == wide
         low = jaxrnn.LSTM(512, compute_dtype=jnp.bfloat16)  # bf16: fused at any batch
         assert auto(low, xs_shape=(256, 100, 512)) == "fused"
+        # differentiated (training): the GRU fuses at any batch on every platform; the LSTM
+        # keeps the CPU's limit and a cell without a fused kernel the CPU's in_loop
+        assert auto(jaxrnn.GRU(256), xs_shape=(256, 100, 256), differentiated=True) == "fused"
+        assert auto(jaxrnn.LSTM(512), xs_shape=(256, 100, 512), differentiated=True) == wide
+        not_fused = "in_loop" if platform == "cpu" else "hoisted"
+        assert auto(jaxrnn.LSTM(4, proj_size=2), differentiated=True) == not_fused
+        assert auto(jaxrnn.MinGRU(4), remat=True, differentiated=True) == not_fused
     assert resolve_strategy("fused", jaxrnn.GRU(4, reset_after=False)) == "hoisted"
     assert resolve_strategy("fused", jaxrnn.LSTM(4), resets=True) == "hoisted"
     with pytest.raises(ValueError, match="strategy='fast'; expected"):

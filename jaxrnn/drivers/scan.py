@@ -31,12 +31,15 @@ These strategies compute the same function (tests check it on the same weights):
   ``jax.experimental.rnn``). Opt-in, CUDA only, resolved when tracing (a CUDA GPU must be
   present then; :mod:`jaxrnn.drivers.strategy`); elsewhere, or with ``h_mask``, it runs "fused".
 
-``"auto"`` uses "fused" where it applies, except for float32 batches above the platform's limit
-(on a CPU: 128 for the LSTM, 32 for the GRU); otherwise, on a CPU, the projection stays in the
-loop and GPUs and TPUs hoist it. The choice is made per lowering platform from the table in
-:mod:`jaxrnn.tuning` (:mod:`jaxrnn.drivers.strategy`), so a module exported for a GPU or TPU
-from a CPU carries the GPU's or TPU's choice.
-"in_loop" and "hoisted" support reverse- and forward-mode AD (``jax.grad``, ``jax.jvp``).
+``"auto"`` uses "fused" where it applies, except, for a forward pass, float32 batches above the
+platform's limit (on a CPU: 128 for the LSTM, 32 for the GRU); otherwise, on a CPU, the
+forward pass keeps the projection in the loop and GPUs and TPUs hoist it. A differentiated scan
+(a training step) fuses a GRU at any batch on every platform; the other choices are the
+forward pass's. The choice is made per lowering platform from the table in :mod:`jaxrnn.tuning`
+(:mod:`jaxrnn.drivers.strategy`), so a module exported for a GPU or TPU from a CPU carries the
+GPU's or TPU's choice.
+"in_loop" and "hoisted" support reverse- and forward-mode AD (``jax.grad``, ``jax.jvp``);
+forward-mode AD through "auto" reaches the fused kernel where it fuses and needs one of them.
 
 ``remat=k`` trades compute for memory (gradient checkpointing, Chen et al. 2016, "Training deep
 nets with sublinear memory cost"): the time loop becomes an outer ``jax.lax.scan`` over chunks
@@ -47,14 +50,15 @@ is the classic choice), for about one extra forward pass of compute. The compile
 two loops whatever T is (plus one tail call when k does not divide T), so compile time does not
 grow with T. Results are the same function as without remat. It needs plain autodiff, so the
 fused path (whose custom backward keeps every step's gates to compute the weight gradients as
-large matmuls at the end, O(T) by design) is not used: "fused" runs "hoisted", and "auto" runs
-"in_loop" on a CPU and "hoisted" elsewhere (the same choice as for cells that cannot fuse).
+large matmuls at the end, O(T) by design) is not used: "fused" runs "hoisted", and "auto" makes
+the choice of the cells that cannot fuse.
 With "hoisted" the input projection is hoisted per chunk, inside the checkpoint, so it is not
 kept for all T steps either.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -218,7 +222,7 @@ def scan(
         lengths = clamp_lengths(lengths, xs.shape[0 if time_major else 1])
         xs = zero_padding(xs, lengths, time_major)
 
-    def run(chosen):
+    def run(chosen, params, xs, carry, lengths, resets, h_mask):
         if chosen == "cudnn" and h_mask is None:  # cuDNN has no per-sequence mask on h_{t-1}
             return _scan_whole_batch(
                 lambda x: cudnn.cudnn_scan(cell, params, x, carry, lengths),
@@ -263,12 +267,25 @@ def scan(
     # One runner per distinct strategy, so platforms that choose alike share one branch.
     runners: dict[str, Any] = {}
 
-    def for_platform(platform):
-        chosen = resolve_strategy(strategy, cell, resets, xs.shape, remat=remat is not None,
-                                  time_major=time_major, platform=platform)
-        return runners.setdefault(chosen, lambda: run(chosen))
+    def choices(differentiated):
+        def for_platform(platform):
+            chosen = resolve_strategy(strategy, cell, resets, xs.shape, remat=remat is not None,
+                                      time_major=time_major, platform=platform,
+                                      differentiated=differentiated)
+            return runners.setdefault(chosen, functools.partial(run, chosen))
 
-    return per_platform(for_platform)
+        return for_platform
+
+    def out_shape(params, xs, carry, *_):
+        x = jax.ShapeDtypeStruct((xs.shape[-1],), xs.dtype)
+        c = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), carry)
+        y = jax.eval_shape(cell.step, params, c, x)[1]
+        lead = (xs.shape[0], xs.shape[1])
+        return (jax.ShapeDtypeStruct((*lead, *y.shape), y.dtype),
+                jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), carry))
+
+    return per_platform(choices(False), params, xs, carry, lengths, resets, h_mask,
+                        out_shape=out_shape, make_grad=choices(True))
 
 
 def _scan_whole_batch(run, xs, lengths, reverse, time_major):

@@ -3,7 +3,12 @@ platform's entry of :data:`jaxrnn.tuning.TUNING` picks.
 
 ``"auto"`` fuses (:mod:`jaxrnn.kernels.fused`) a cell that has a fused kernel, unless its
 float32 batch exceeds the platform's ``fused_max_batch`` for that cell kind; otherwise it runs
-the platform's ``not_fused`` strategy (``"in_loop"`` on a CPU, ``"hoisted"`` elsewhere). The
+the platform's ``not_fused`` strategy (``"in_loop"`` on a CPU, ``"hoisted"`` elsewhere). A
+differentiated scan (a training step) reads ``fused_max_batch_grad`` and ``not_fused_grad``
+instead: on a CPU the GRU trains as fast fused at any batch, so a training step of a GRU makes
+the GPU/TPU choice and traces one strategy for all platforms; the LSTM keeps the CPU's limit of
+128 and the other cells in_loop, where the alternatives compile more slowly
+(``benchmarks/STRATEGY.md``). The
 choice is made per lowering platform (:func:`jaxrnn.tuning.per_platform`), so a module traced
 on a CPU and exported for a GPU or TPU carries the GPU's or TPU's choice. ``"auto"`` never picks
 ``"cudnn"``.
@@ -40,6 +45,7 @@ def resolve_strategy(
     time_major: bool = False,
     *,
     platform: str = "cpu",
+    differentiated: bool = False,
 ) -> Resolved:
     """The strategy that runs for this cell and these arguments when lowered for ``platform``.
 
@@ -53,6 +59,9 @@ def resolve_strategy(
 
     Args:
         platform: the lowering platform (``"cpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``).
+        differentiated: the choice for a scan that is differentiated (a training step): "auto"
+            reads the platform's ``fused_max_batch_grad`` (above it, ``not_fused``) and, for a
+            cell that cannot fuse, ``not_fused_grad``.
     """
     if strategy not in STRATEGIES:
         raise ValueError(
@@ -73,14 +82,16 @@ def resolve_strategy(
     if strategy == "fused":
         return "fused" if fusable else "hoisted"
     if strategy == "auto":
-        return _auto(tuning(platform), cell, fusable, xs_shape, time_major)
+        return _auto(tuning(platform), cell, fusable, xs_shape, time_major, differentiated)
     return strategy
 
 
-def _auto(t: PlatformTuning, cell, fusable: bool, xs_shape, time_major: bool) -> Resolved:
+def _auto(t: PlatformTuning, cell, fusable: bool, xs_shape, time_major: bool,
+          differentiated: bool) -> Resolved:
     if not fusable:
-        return t.not_fused
-    limit = t.fused_max_batch.get(fused.kind(cell))
+        return t.not_fused_grad if differentiated else t.not_fused
+    limits = t.fused_max_batch_grad if differentiated else t.fused_max_batch
+    limit = limits.get(fused.kind(cell))
     batch = None if xs_shape is None else xs_shape[1 if time_major else 0]
     narrow = getattr(cell, "compute_dtype", None) is not None
     if limit is None or batch is None or batch <= limit or narrow:

@@ -93,18 +93,25 @@ def primal_chunk(steps: int, batch: int, width: int, chunk_bytes: int | None) ->
     return 0 if chunk >= steps else chunk
 
 
-def _primal(forward, steps: int, batch: int, width: int):
+def _primal(forward, steps: int, batch: int, width: int, carries: int):
     """The custom VJP's primal (inference): ``forward(..., chunk)`` with each platform's
     chunking (:data:`jaxrnn.tuning.TUNING`, ``inference_chunk_bytes``), one branch per distinct
-    chunk length."""
+    chunk length. ``forward``'s arguments are ``(*weights, xs, *carries, valid, mask)``; it
+    returns ``((ys, *final carries), residuals)``, the residuals empty with
+    ``residuals=False``."""
     def run(*args):
         variants: dict[int, Any] = {}
 
         def for_platform(platform):
             chunk = primal_chunk(steps, batch, width, tuning(platform).inference_chunk_bytes)
-            return variants.setdefault(chunk, lambda *a: forward(*a, chunk)[0])
+            return variants.setdefault(chunk, lambda *a: forward(*a, chunk, residuals=False)[0])
 
-        return per_platform(for_platform, *args)
+        def out_shape(*a):
+            states = [jax.ShapeDtypeStruct(c.shape, c.dtype) for c in a[-2 - carries:-2]]
+            ys = jax.ShapeDtypeStruct((steps, *states[0].shape), states[0].dtype)
+            return (ys, *states)
+
+        return per_platform(for_platform, *args, out_shape=out_shape)
 
     return run
 
@@ -146,7 +153,7 @@ def _lstm_fn(forget_bias: float, unroll: int, dtype=None):
     # transposed once, outside the loop, so the loop's matmul reads a row-major [H, 4H] operand:
     # the training step at (8, 4096, 256) went from 1,118 to 954 ms (one A/B run), and bf16
     # operands reach XLA:CPU's bf16 kernels.
-    def forward(w_ih, w_hh, b, xs, h0, c0, valid, mask, chunk=0):
+    def forward(w_ih, w_hh, b, xs, h0, c0, valid, mask, chunk=0, residuals=True):
         w_rec = w_hh.T if dtype is None else w_hh.T.astype(dtype)
 
         def body(carry, inp):
@@ -162,19 +169,19 @@ def _lstm_fn(forget_bias: float, unroll: int, dtype=None):
             if v_t is not None:
                 c_new, h_new = _freeze(v_t, c_new, c), _freeze(v_t, h_new, h)
                 y = _freeze(v_t, y, jnp.zeros_like(y))
-            return (h_new, c_new), (y, (i, f, g, o), c_new, h)
+            return (h_new, c_new), ((y, (i, f, g, o), c_new, h) if residuals else (y,))
 
         def project(x):
             return _split_gates(_project(x, w_ih, b, dtype), 4)
 
-        (h_t, c_t), (ys, gates, cs, hprev) = _scan_projected(
+        (h_t, c_t), (ys, *saved) = _scan_projected(
             body, (h0, c0), xs, valid, project, chunk, unroll
         )
-        return (ys, h_t, c_t), (gates, cs, hprev)
+        return (ys, h_t, c_t), tuple(saved)
 
     @jax.custom_vjp
     def run(w_ih, w_hh, b, xs, h0, c0, valid, mask):
-        primal = _primal(forward, xs.shape[0], xs.shape[1], w_ih.shape[0])
+        primal = _primal(forward, xs.shape[0], xs.shape[1], w_ih.shape[0], carries=2)
         return primal(w_ih, w_hh, b, xs, h0, c0, valid, mask)
 
     def fwd(w_ih, w_hh, b, xs, h0, c0, valid, mask):
@@ -225,7 +232,7 @@ def _lstm_fn(forget_bias: float, unroll: int, dtype=None):
 
 @functools.cache
 def _gru_fn(dtype=None):
-    def forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask, chunk=0):
+    def forward(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask, chunk=0, residuals=True):
         w_rec = w_hh.T if dtype is None else w_hh.T.astype(dtype)
 
         def body(h, inp):
@@ -240,17 +247,17 @@ def _gru_fn(dtype=None):
             if v_t is not None:
                 h_new = _freeze(v_t, h_new, h)
                 y = _freeze(v_t, y, jnp.zeros_like(y))
-            return h_new, (y, (r, z, n, hn), h)
+            return h_new, ((y, (r, z, n, hn), h) if residuals else (y,))
 
         def project(x):
             return _split_gates(_project(x, w_ih, b_ih, dtype), 3)  # per-gate: see _lstm_fn
 
-        h_t, (ys, acts, hprev) = _scan_projected(body, h0, xs, valid, project, chunk)
-        return (ys, h_t), (acts, hprev)
+        h_t, (ys, *saved) = _scan_projected(body, h0, xs, valid, project, chunk)
+        return (ys, h_t), tuple(saved)
 
     @jax.custom_vjp
     def run(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):
-        primal = _primal(forward, xs.shape[0], xs.shape[1], w_ih.shape[0])
+        primal = _primal(forward, xs.shape[0], xs.shape[1], w_ih.shape[0], carries=1)
         return primal(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask)
 
     def fwd(w_ih, w_hh, b_ih, b_hh, xs, h0, valid, mask):

@@ -57,7 +57,8 @@ def mm_tn(a: jax.Array, *bs: jax.Array, dtype=None) -> jax.Array | tuple[jax.Arr
             return _copied_transpose
         return _transpose
 
-    at = per_platform(transposed, a2)
+    at = per_platform(transposed, a2,
+                      out_shape=jax.ShapeDtypeStruct(a2.shape[::-1], a2.dtype))
     if dtype is None:
         out = tuple(at @ b2 for b2 in b2s)
     else:

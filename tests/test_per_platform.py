@@ -1,0 +1,135 @@
+"""``jaxrnn.tuning.per_platform``: each platform's variant is traced when the program is lowered,
+and only for the platforms it is lowered for; eagerly, differentiated and vmapped it computes
+the variant of the platform it runs on."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrnn
+from jaxrnn.tuning import per_platform
+
+
+def counting(traced: list[str]):
+    """A ``make`` whose CPU variant doubles and whose other variant triples; each variant
+    appends its name to ``traced`` every time it is traced."""
+    def cpu(x):
+        traced.append("cpu")
+        return 2.0 * x
+
+    def other(x):
+        traced.append("default")
+        return 3.0 * x
+
+    return lambda platform: cpu if platform == "cpu" else other
+
+
+def shape_of(x):
+    return jax.ShapeDtypeStruct(x.shape, x.dtype)
+
+
+def f(make, x):
+    return per_platform(make, x, out_shape=shape_of)
+
+
+@pytest.mark.parametrize("platforms, expected", [
+    (("cpu",), ["cpu"]),
+    (("cuda",), ["default"]),
+    (("tpu",), ["default"]),
+    (("cpu", "cuda", "tpu"), ["cpu", "default"]),  # one trace per distinct variant
+])
+def test_lowering_traces_only_the_lowered_platforms_variants(platforms, expected):
+    traced = []
+    x = jax.ShapeDtypeStruct((3,), jnp.float32)
+    jitted = jax.jit(lambda x: f(counting(traced), x))
+    jitted.trace(x)
+    assert traced == []  # staged out: nothing traced before lowering
+    exported = jax.export.export(jitted, platforms=platforms)(x)
+    assert sorted(traced) == sorted(expected)
+    module = exported.mlir_module()
+    assert ("2.000000e+00" in module) == ("cpu" in platforms)
+    assert ("3.000000e+00" in module) == (platforms != ("cpu",))
+
+
+def test_eager_jit_vmap_and_grad_compute_the_running_platforms_variant():
+    traced = []
+    make = counting(traced)
+    x = jnp.arange(3.0)
+    np.testing.assert_array_equal(f(make, x), 2.0 * x)  # eagerly: this CPU's variant
+    np.testing.assert_array_equal(jax.jit(lambda x: f(make, x))(x), 2.0 * x)
+    batched = jax.jit(jax.vmap(lambda x: f(make, x)))(jnp.stack([x, x + 1]))
+    np.testing.assert_array_equal(batched, 2.0 * jnp.stack([x, x + 1]))
+    traced.clear()
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(f(make, x) ** 2)))(x)
+    np.testing.assert_allclose(grad, 8.0 * x)
+    assert sorted(set(traced)) == ["cpu", "default"]  # differentiated: every variant traced
+
+
+def test_out_shape_must_match_every_variant():
+    def same(x):
+        return x
+
+    def shorter(x):
+        return x[:2]
+
+    def make(platform):
+        return same if platform == "cpu" else shorter
+
+    x = jnp.arange(3.0)
+    with pytest.raises(TypeError, match=r"the 'cuda/rocm/tpu/default' variant "
+                       r"returned .*\(2,\).*\(3,\)"):
+        jax.export.export(jax.jit(lambda x: f(make, x)), platforms=("cuda",))(x)
+    np.testing.assert_array_equal(jax.jit(lambda x: f(make, x))(x), x)  # the CPU's one fits
+
+
+def test_pytrees_and_absent_leaves_pass_through():
+    def make(platform):
+        scale = 2.0 if platform == "cpu" else 3.0
+        return lambda tree, none: {"a": tree["a"] * scale, "b": (tree["b"], none)}
+
+    tree = {"a": jnp.ones(2), "b": jnp.zeros((), jnp.int32)}
+    out = jax.jit(lambda t: per_platform(make, t, None))(tree)
+    np.testing.assert_array_equal(out["a"], 2.0 * jnp.ones(2))
+    assert out["b"][1] is None and out["b"][0].dtype == jnp.int32
+
+
+def test_scan_inference_lowers_one_strategy_per_platform():
+    """Forward-only jaxrnn.scan at a shape where the CPU and the GPU choose differently: the
+    CPU-traced cuda module holds the fused forward (one projection of all steps), the cpu
+    module the in-loop one; neither holds the other's."""
+    b, t, d, h = 64, 5, 3, 8  # above the CPU's fused GRU batch (32)
+    cell = jaxrnn.GRU(h)
+    params = cell.init(jax.random.PRNGKey(0), d)
+    xs = jnp.ones((b, t, d))
+    fn = jax.jit(lambda p, x: jaxrnn.scan(cell, p, x)[0])
+
+    def module(platforms):
+        text = jax.export.export(fn, platforms=platforms)(params, xs).mlir_module()
+        return re.sub(r"loc\([^)]*\)", "", text)
+
+    projection = f"tensor<{t}x{b}x{3 * h}xf32>"
+    assert projection in module(("cuda",))
+    assert projection not in module(("cpu",))
+    assert projection in module(("cpu", "cuda"))
+    np.testing.assert_allclose(fn(params, xs), jaxrnn.scan(cell, params, xs, strategy="fused")[0],
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("make, batch, one", [(jaxrnn.GRU, 64, True), (jaxrnn.GRU, 256, True),
+                                              (jaxrnn.LSTM, 256, False), (jaxrnn.MinGRU, 8, False)])
+def test_a_training_step_traces_one_strategy_where_the_platforms_agree(make, batch, one):
+    """Differentiated, "auto" reads the table's ``_grad`` entries: where every platform makes the
+    same choice (the GRU fuses at any batch) a training step holds no platform-indexed branch and
+    nothing is traced twice; the LSTM above the CPU's batch of 128 and a cell without a fused
+    kernel train in_loop on a CPU and fused / hoisted elsewhere, one branch each. The forward
+    pass differs in all of them."""
+    cell = make(4)
+    params = cell.init(jax.random.PRNGKey(0), 3)
+    xs = jnp.ones((batch, 5, 3))
+    grad = jax.grad(lambda p, x: jnp.sum(jaxrnn.scan(cell, p, x)[0] ** 2))
+    assert ("platform_index" not in str(jax.make_jaxpr(grad)(params, xs))) == one
+    forward = str(jax.make_jaxpr(lambda p, x: jaxrnn.scan(cell, p, x))(params, xs))
+    assert "jaxrnn_per_platform" in forward
