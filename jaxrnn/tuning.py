@@ -6,8 +6,9 @@ transposed operand) is made per *lowering* platform, never from the machine that
 (:func:`per_platform`): a module exported from a CPU for ``platforms=("cuda",)`` or
 ``("cpu", "cuda", "tpu")`` carries each platform's own choice. Where two platforms' entries
 agree, nothing is duplicated. Each platform's variant is traced when the program is lowered,
-and only for the platforms it is lowered for; under differentiation every variant is traced
-(``jax.lax.platform_dependent``), as the derivative must exist for each.
+and only for the platforms it is lowered for. A differentiated choice (a training step) has
+entries of its own (the ``_grad`` fields); where they differ between platforms, every variant
+is traced at once (``jax.lax.platform_dependent``), as each platform needs its derivative.
 
 Each entry names the benchmark that measured it (``source``); the numbers live in
 ``benchmarks/STRATEGY.md`` (current) and ``benchmarks/STRATEGY_HISTORY.md`` (older machines).
