@@ -123,11 +123,11 @@ def per_platform(make: Callable[[str], Callable[..., Any]], *args: Any,
       make_grad: like ``make``, the variants a differentiated call runs (the same
         computation, e.g. another strategy); None: ``make``'s.
     """
-    make_grad = make if make_grad is None else make_grad
-    default = make("default")
-    own = {p: fn for p in PLATFORMS if (fn := make(p)) is not default}
-    grad = {p: make_grad(p) for p in (*PLATFORMS, "default")}
-    if not own and all(fn is default for fn in grad.values()):
+    names = (*PLATFORMS, "default")
+    forward = {name: make(name) for name in names}
+    grad = forward if make_grad is None else {name: make_grad(name) for name in names}
+    default = forward["default"]
+    if all(fn is default for fn in (*forward.values(), *grad.values())):
         return default(*args)
     flat, in_tree = jax.tree.flatten(args)
     if callable(out_shape):
@@ -141,12 +141,13 @@ def per_platform(make: Callable[[str], Callable[..., Any]], *args: Any,
         served: dict[int, list[str]] = {}
         for name, fn in variants.items():
             served.setdefault(id(fn), []).append(name)
-        wrapped = {key: _flat_function(variants[names[0]], "/".join(names), in_tree, out_tree,
-                                       out_avals) for key, names in served.items()}
+        wrapped = {key: _flat_function(variants[shared[0]], "/".join(shared), in_tree, out_tree,
+                                       out_avals) for key, shared in served.items()}
         return {name: wrapped[id(fn)] for name, fn in variants.items()}
 
-    forward = flat_functions({name: own.get(name, default) for name in (*PLATFORMS, "default")})
-    choice = _Choice(forward, flat_functions(grad), out_avals)
+    flat_forward = flat_functions(forward)
+    flat_grad = flat_forward if grad is forward else flat_functions(grad)
+    choice = _Choice(flat_forward, flat_grad, out_avals)
     return jax.tree.unflatten(out_tree, _per_platform_p.bind(*flat, choice=choice))
 
 
