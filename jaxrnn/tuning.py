@@ -7,8 +7,10 @@ transposed operand) is made per *lowering* platform, never from the machine that
 ``("cpu", "cuda", "tpu")`` carries each platform's own choice. Where two platforms' entries
 agree, nothing is duplicated. Each platform's variant is traced when the program is lowered,
 and only for the platforms it is lowered for. A differentiated choice (a training step) has
-entries of its own (the ``_grad`` fields); where they differ between platforms, every variant
-is traced at once (``jax.lax.platform_dependent``), as each platform needs its derivative.
+entries of its own (the ``_grad`` fields); where they differ between platforms, each variant is
+linearized when the program is traced (its residuals must have one type on every platform),
+and its backward pass is traced only when the program is lowered for its platform
+(:mod:`jaxrnn.platform_choice`).
 
 Each entry names the benchmark that measured it (``source``); the numbers live in
 ``benchmarks/STRATEGY.md`` (current) and ``benchmarks/STRATEGY_HISTORY.md`` (older machines).
@@ -19,15 +21,12 @@ kernels read :data:`TUNING` at trace time, so a changed entry applies to the nex
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Literal
 
-import jax
-from jax.extend import core as jex_core
-from jax.interpreters import ad, batching, mlir
+from jaxrnn.platform_choice import PLATFORMS, per_platform
 
-PLATFORMS: tuple[str, ...] = ("cpu", "cuda", "rocm", "tpu")
-"""The lowering platforms with an entry in :data:`TUNING` (others use ``"default"``)."""
+__all__ = ["PLATFORMS", "TUNING", "PlatformTuning", "per_platform", "tuning"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,149 +91,3 @@ def tuning(platform: str) -> PlatformTuning:
         raise TypeError(f"tuning: platform={platform!r}; expected a platform name such as "
                         f"'cpu', 'cuda', 'rocm' or 'tpu'")
     return TUNING.get(platform, TUNING["default"])
-
-
-def per_platform(make: Callable[[str], Callable[..., Any]], *args: Any,
-                 out_shape: Any = None,
-                 make_grad: Callable[[str], Callable[..., Any]] | None = None) -> Any:
-    """``make(p)(*args)`` for the platform ``p`` the computation is lowered for.
-
-    ``make`` maps a platform name (one of :data:`PLATFORMS`, or ``"default"`` for any other)
-    to a function of ``args`` (pytrees of arrays; the function must not close over traced
-    values); read the platform's entry with :func:`tuning`. Platforms whose functions are the
-    same object (return one function for equal choices) share one branch; when every platform
-    agrees, the function is called directly and nothing platform-dependent enters the program.
-
-    Otherwise the call is staged out as one operation whose variant is chosen when the program
-    is lowered: lowering for one platform traces that platform's function alone; a
-    multi-platform lowering (``jax.export`` with several ``platforms``) traces one per distinct
-    choice and joins them with ``jax.lax.platform_dependent``. Run eagerly, the function of the
-    default device's platform runs. Differentiated, the variants of ``make_grad`` are traced
-    at once, joined with ``jax.lax.platform_dependent`` where they differ (each platform needs
-    its own derivative); under ``jax.vmap`` each variant is vmapped.
-
-    Args:
-      make: platform name -> function of ``args``.
-      *args: the functions' arguments.
-      out_shape: the result's structure as a pytree of ``jax.ShapeDtypeStruct``, or a function
-        of ``args`` returning it (it may read only their shapes and dtypes); None traces the
-        default function once to find it. Every platform's function must return exactly
-        this structure.
-      make_grad: like ``make``, the variants a differentiated call runs (the same
-        computation, e.g. another strategy); None: ``make``'s.
-    """
-    names = (*PLATFORMS, "default")
-    forward = {name: make(name) for name in names}
-    grad = forward if make_grad is None else {name: make_grad(name) for name in names}
-    default = forward["default"]
-    if all(fn is default for fn in (*forward.values(), *grad.values())):
-        return default(*args)
-    flat, in_tree = jax.tree.flatten(args)
-    if callable(out_shape):
-        out_shape = out_shape(*args)
-    elif out_shape is None:
-        out_shape = jax.eval_shape(default, *args)
-    out_leaves, out_tree = jax.tree.flatten(out_shape)
-    out_avals = tuple(jax.core.ShapedArray(leaf.shape, leaf.dtype) for leaf in out_leaves)
-
-    def flat_functions(variants):
-        served: dict[int, list[str]] = {}
-        for name, fn in variants.items():
-            served.setdefault(id(fn), []).append(name)
-        wrapped = {key: _flat_function(variants[shared[0]], "/".join(shared), in_tree, out_tree,
-                                       out_avals) for key, shared in served.items()}
-        return {name: wrapped[id(fn)] for name, fn in variants.items()}
-
-    flat_forward = flat_functions(forward)
-    flat_grad = flat_forward if grad is forward else flat_functions(grad)
-    choice = _Choice(flat_forward, flat_grad, out_avals)
-    return jax.tree.unflatten(out_tree, _per_platform_p.bind(*flat, choice=choice))
-
-
-def _flat_function(fn, name, in_tree, out_tree, out_avals):
-    """``fn`` (the variant of the platforms ``name``) on flat arrays, checking that it returns
-    the structure of ``out_shape``."""
-    want = tuple((a.shape, a.dtype) for a in out_avals)
-
-    def run(*leaves):
-        leaves_out, tree = jax.tree.flatten(fn(*jax.tree.unflatten(in_tree, leaves)))
-        got = tuple((tuple(a.shape), a.dtype) for a in leaves_out)
-        if tree != out_tree or got != want:
-            raise TypeError(f"jaxrnn.tuning.per_platform: the {name!r} variant returned {tree} "
-                            f"with (shape, dtype) {got}; expected {out_tree} with {want} "
-                            f"(out_shape)")
-        return leaves_out
-
-    return run
-
-
-class _Choice:
-    """The variants of one :func:`per_platform` call: platform name (and ``"default"``) ->
-    function of the flat arguments, one object per distinct variant, for the forward pass
-    (``functions``) and for differentiation (``grad_functions``). Hashed by identity: each call
-    is its own staged operation."""
-
-    def __init__(self, functions, grad_functions, out_avals: tuple):
-        self.functions, self.grad_functions = functions, grad_functions
-        self.out_avals = out_avals
-
-    def variant(self, platform: str) -> Callable[..., list[Any]]:
-        return self.functions.get(platform, self.functions["default"])
-
-    def joined(self, platforms=None, grad: bool = False) -> Callable[..., list[Any]]:
-        """One function of the variants for ``platforms`` (None: all), through
-        ``jax.lax.platform_dependent`` where they differ."""
-        functions = self.grad_functions if grad else self.functions
-        default = functions["default"]
-        names = PLATFORMS if platforms is None else [p for p in platforms if p in PLATFORMS]
-        branches = {p: fn for p in names if (fn := functions[p]) is not default}
-        if not branches:
-            return default
-        return lambda *leaves: jax.lax.platform_dependent(*leaves, default=default, **branches)
-
-    def vmapped(self, in_axes, size: int) -> _Choice:
-        mapped: dict[int, Callable[..., list[Any]]] = {}
-
-        def vmap_all(functions):
-            for fn in functions.values():
-                mapped.setdefault(id(fn), jax.vmap(fn, in_axes))
-            return {p: mapped[id(fn)] for p, fn in functions.items()}
-
-        out_avals = tuple(jax.core.ShapedArray((size, *a.shape), a.dtype) for a in self.out_avals)
-        return _Choice(vmap_all(self.functions), vmap_all(self.grad_functions), out_avals)
-
-
-_per_platform_p = jex_core.Primitive("jaxrnn_per_platform")
-_per_platform_p.multiple_results = True
-
-
-@_per_platform_p.def_impl
-def _per_platform_impl(*leaves, choice):
-    return choice.joined()(*leaves)  # eagerly, platform_dependent runs the device's variant
-
-
-@_per_platform_p.def_abstract_eval
-def _per_platform_abstract_eval(*avals, choice):
-    return choice.out_avals
-
-
-def _per_platform_lowering(ctx, *leaves, choice):
-    platforms = tuple(ctx.platforms or ctx.module_context.platforms)
-    fn = choice.variant(platforms[0]) if len(platforms) == 1 else choice.joined(platforms)
-    return mlir.lower_fun(fn, multiple_results=True)(ctx, *leaves)
-
-
-def _per_platform_jvp(primals, tangents, *, choice):
-    tangents = [ad.instantiate_zeros(t) for t in tangents]
-    return jax.jvp(choice.joined(grad=True), tuple(primals), tuple(tangents))
-
-
-def _per_platform_batch(leaves, dims, *, choice):
-    size = next(x.shape[d] for x, d in zip(leaves, dims, strict=True) if d is not None)
-    outs = _per_platform_p.bind(*leaves, choice=choice.vmapped(tuple(dims), size))
-    return outs, [0] * len(outs)
-
-
-mlir.register_lowering(_per_platform_p, _per_platform_lowering)
-ad.primitive_jvps[_per_platform_p] = _per_platform_jvp
-batching.primitive_batchers[_per_platform_p] = _per_platform_batch

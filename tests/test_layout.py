@@ -12,7 +12,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "jaxrnn"
 
 # Lower layers first: a module may import from its own layer and the ones above it in this list.
 LAYERS = [
-    {"_checks", "tuning"},
+    {"_checks", "platform_choice", "tuning"},
     {"cells", "data", "decoding"},
     {"variants", "kernels", "train"},
     {"drivers"},

@@ -65,7 +65,72 @@ def test_eager_jit_vmap_and_grad_compute_the_running_platforms_variant():
     traced.clear()
     grad = jax.jit(jax.grad(lambda x: jnp.sum(f(make, x) ** 2)))(x)
     np.testing.assert_allclose(grad, 8.0 * x)
-    assert sorted(set(traced)) == ["cpu", "default"]  # differentiated: every variant traced
+    assert sorted(set(traced)) == ["cpu", "default"]  # differentiated: every variant linearized
+
+
+def counting_vjp(calls: dict[str, int]):
+    """A ``make`` whose variants (``sin(x)`` scaled by 2 on a CPU, by 3 elsewhere) have
+    hand-written backward passes that count how often each is traced."""
+    def variant(name, scale):
+        @jax.custom_vjp
+        def fn(x):
+            return scale * jnp.sin(x)
+
+        def fwd(x):
+            return fn(x), jnp.cos(x)
+
+        def bwd(cos, ct):
+            calls[name] += 1
+            return (scale * cos * ct,)
+
+        fn.defvjp(fwd, bwd)
+        return fn
+
+    cpu, other = variant("cpu", 2.0), variant("default", 3.0)
+    return lambda platform: cpu if platform == "cpu" else other
+
+
+@pytest.mark.parametrize("platforms, expected", [
+    (("cpu",), {"cpu": 1, "default": 0}),
+    (("cuda",), {"cpu": 0, "default": 1}),
+    (("cpu", "cuda", "tpu"), {"cpu": 1, "default": 1}),
+])
+def test_reverse_mode_traces_a_backward_pass_only_for_the_lowered_platforms(platforms, expected):
+    calls = {"cpu": 0, "default": 0}
+    x = jax.ShapeDtypeStruct((3,), jnp.float32)
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(f(counting_vjp(calls), x))))
+    grad.trace(x)
+    assert calls == {"cpu": 0, "default": 0}  # the backward passes are staged out
+    module = jax.export.export(grad, platforms=platforms)(x).mlir_module()
+    assert calls == expected
+    assert ("2.000000e+00" in module) == ("cpu" in platforms)
+    assert ("3.000000e+00" in module) == (platforms != ("cpu",))
+
+
+def test_higher_order_and_batched_derivatives_are_the_running_platforms():
+    """grad of grad, forward over reverse (``jax.hessian``), vmap of grad and grad of vmap,
+    with an integer input and output passing through: the CPU variant's derivatives."""
+    def make(platform):
+        scale = 2.0 if platform == "cpu" else 3.0
+        return lambda x, n: (scale * jnp.sin(x) * n.astype(x.dtype), n + 1)
+
+    def g(x):
+        y, n = per_platform(make, x, jnp.int32(2))
+        assert n.dtype == jnp.int32
+        return jnp.sum(y)
+
+    x = jnp.linspace(0.1, 1.0, 3)
+    np.testing.assert_allclose(jax.jit(jax.grad(g))(x), 4.0 * jnp.cos(x), rtol=1e-6)
+    second = jax.jit(jax.grad(lambda x: jnp.sum(jax.grad(g)(x))))(x)
+    np.testing.assert_allclose(second, -4.0 * jnp.sin(x), rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(jax.hessian(g))(x), jnp.diag(-4.0 * jnp.sin(x)),
+                               rtol=1e-6, atol=1e-7)
+    batch = jnp.stack([x, 2 * x])
+    np.testing.assert_allclose(jax.jit(jax.vmap(jax.grad(g)))(batch), 4.0 * jnp.cos(batch),
+                               rtol=1e-6)
+    summed = jax.jit(jax.grad(lambda b: jnp.sum(jax.vmap(g)(b))))(batch)
+    np.testing.assert_allclose(summed, 4.0 * jnp.cos(batch), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(g)(x), 4.0 * jnp.cos(x), rtol=1e-6)  # eagerly
 
 
 def test_out_shape_must_match_every_variant():
@@ -122,14 +187,14 @@ def test_scan_inference_lowers_one_strategy_per_platform():
                                               (jaxrnn.LSTM, 256, False), (jaxrnn.MinGRU, 8, False)])
 def test_a_training_step_traces_one_strategy_where_the_platforms_agree(make, batch, one):
     """Differentiated, "auto" reads the table's ``_grad`` entries: where every platform makes the
-    same choice (the GRU fuses at any batch) a training step holds no platform-indexed branch and
-    nothing is traced twice; the LSTM above the CPU's batch of 128 and a cell without a fused
-    kernel train in_loop on a CPU and fused / hoisted elsewhere, one branch each. The forward
-    pass differs in all of them."""
+    same choice (the GRU fuses at any batch) a training step holds no staged choice and nothing
+    is traced twice; the LSTM above the CPU's batch of 128 and a cell without a fused kernel
+    train in_loop on a CPU and fused / hoisted elsewhere, staged. The forward pass differs in
+    all of them."""
     cell = make(4)
     params = cell.init(jax.random.PRNGKey(0), 3)
     xs = jnp.ones((batch, 5, 3))
     grad = jax.grad(lambda p, x: jnp.sum(jaxrnn.scan(cell, p, x)[0] ** 2))
-    assert ("platform_index" not in str(jax.make_jaxpr(grad)(params, xs))) == one
+    assert ("jaxrnn_per_platform" not in str(jax.make_jaxpr(grad)(params, xs))) == one
     forward = str(jax.make_jaxpr(lambda p, x: jaxrnn.scan(cell, p, x))(params, xs))
     assert "jaxrnn_per_platform" in forward
