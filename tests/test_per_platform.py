@@ -198,3 +198,27 @@ def test_a_training_step_traces_one_strategy_where_the_platforms_agree(make, bat
     assert ("jaxrnn_per_platform" not in str(jax.make_jaxpr(grad)(params, xs))) == one
     forward = str(jax.make_jaxpr(lambda p, x: jaxrnn.scan(cell, p, x))(params, xs))
     assert "jaxrnn_per_platform" in forward
+
+
+def test_a_cpu_training_step_is_the_cpu_variants_program():
+    """minGRU trains in_loop on a CPU and hoisted elsewhere: the CPU module of its training step
+    has no platform branch, and compiles to the memory footprint of in_loop alone (the hoisted
+    variant's residual slots, zeros on a CPU, are removed), with in_loop's gradients."""
+    cell = jaxrnn.MinGRU(4)
+    params = cell.init(jax.random.PRNGKey(0), 3)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (8, 5, 3))
+
+    def step(strategy):
+        return jax.jit(jax.value_and_grad(
+            lambda p, x: jnp.sum(jaxrnn.scan(cell, p, x, strategy=strategy)[0] ** 2)))
+
+    lowered = step("auto").lower(params, xs)
+    assert "jaxrnn_per_platform" in str(jax.make_jaxpr(step("auto"))(params, xs))
+    assert "stablehlo.case" not in lowered.as_text()
+    memory = lowered.compile().memory_analysis()
+    alone = step("in_loop").lower(params, xs).compile().memory_analysis()
+    assert memory.temp_size_in_bytes == alone.temp_size_in_bytes
+    value, grads = step("auto")(params, xs)
+    want_value, want = step("in_loop")(params, xs)
+    np.testing.assert_allclose(value, want_value, rtol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads, want)
