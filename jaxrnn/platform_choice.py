@@ -45,7 +45,8 @@ PLATFORMS: tuple[str, ...] = ("cpu", "cuda", "rocm", "tpu")
 
 def per_platform(make: Callable[[str], Callable[..., Any]], *args: Any,
                  out_shape: Any = None,
-                 make_grad: Callable[[str], Callable[..., Any]] | None = None) -> Any:
+                 make_grad: Callable[[str], Callable[..., Any]] | None = None,
+                 always_differentiate: tuple[int, ...] = ()) -> Any:
     """``make(p)(*args)`` for the platform ``p`` the computation is lowered for.
 
     ``make`` maps a platform name (one of :data:`PLATFORMS`, or ``"default"`` for any other)
@@ -75,6 +76,11 @@ def per_platform(make: Callable[[str], Callable[..., Any]], *args: Any,
         this structure.
       make_grad: like ``make``, the variants a differentiated call runs (the same
         computation, e.g. another strategy); None: ``make``'s.
+      always_differentiate: positions in ``args`` that reverse mode linearizes the variants
+        in even where nothing differentiated flows into them (their cotangents are dropped).
+        For a scan's initial carry this is free and halves the cost of linearizing the scan:
+        with a carry whose tangent is known to be nonzero, ``jax.lax.scan`` linearizes its
+        body once instead of searching for a fixed point in two passes.
     """
     names = (*PLATFORMS, "default")
     forward = {name: make(name) for name in names}
@@ -83,6 +89,11 @@ def per_platform(make: Callable[[str], Callable[..., Any]], *args: Any,
     if all(fn is default for fn in (*forward.values(), *grad.values())):
         return default(*args)
     flat, in_tree = jax.tree.flatten(args)
+    if any(not 0 <= i < len(args) for i in always_differentiate):
+        raise ValueError(f"jaxrnn.tuning.per_platform: always_differentiate="
+                         f"{always_differentiate!r}; expected positions of the {len(args)} args")
+    marked = tuple(i in always_differentiate for i, arg in enumerate(args)
+                   for _ in jax.tree.leaves(arg))
     if callable(out_shape):
         out_shape = out_shape(*args)
     elif out_shape is None:
@@ -100,7 +111,7 @@ def per_platform(make: Callable[[str], Callable[..., Any]], *args: Any,
 
     flat_forward = flat_functions(forward)
     flat_grad = flat_forward if grad is forward else flat_functions(grad)
-    choice = _Choice(flat_forward, flat_grad, out_avals)
+    choice = _Choice(flat_forward, flat_grad, out_avals, marked)
     return jax.tree.unflatten(out_tree, _per_platform_p.bind(*flat, choice=choice))
 
 
@@ -124,12 +135,15 @@ def _flat_function(fn, name, in_tree, out_tree, out_avals):
 class _Choice:
     """The variants of one :func:`per_platform` call: platform name (and ``"default"``) ->
     function of the flat arguments, one object per distinct variant, for the forward pass
-    (``functions``) and for differentiation (``grad_functions``). Hashed by identity: each call
-    is its own staged operation."""
+    (``functions``) and for differentiation (``grad_functions``); ``always_differentiate``
+    marks the flat arguments reverse mode linearizes in whatever their tangents. Hashed by
+    identity: each call is its own staged operation."""
 
-    def __init__(self, functions, grad_functions, out_avals: tuple):
+    def __init__(self, functions, grad_functions, out_avals: tuple,
+                 always_differentiate: tuple[bool, ...] = ()):
         self.functions, self.grad_functions = functions, grad_functions
         self.out_avals = out_avals
+        self.always_differentiate = always_differentiate
 
     def variant(self, platform: str) -> Callable[..., list[Any]]:
         return self.functions.get(platform, self.functions["default"])
@@ -162,7 +176,8 @@ class _Choice:
             return {p: mapped[id(fn)] for p, fn in functions.items()}
 
         out_avals = tuple(jax.core.ShapedArray((size, *a.shape), a.dtype) for a in self.out_avals)
-        return _Choice(vmap_all(self.functions), vmap_all(self.grad_functions), out_avals)
+        return _Choice(vmap_all(self.functions), vmap_all(self.grad_functions), out_avals,
+                       self.always_differentiate)
 
 
 def _shared(functions: dict[str, Callable]) -> dict[int, tuple[Callable, list[str]]]:
@@ -305,7 +320,9 @@ def _per_platform_linearize(is_vjp, nonzeros, *primals, choice):
     if not is_vjp:  # jax.linearize evaluates its linear map forwards: the JVP rule's way
         return _fallback_linearize_rule(_per_platform_p, is_vjp, nonzeros, *primals,
                                         choice=choice)
-    wrt = [i for i, nz in enumerate(nonzeros) if nz and _inexact(jax.typeof(primals[i]))]
+    marked = choice.always_differentiate or (False,) * len(primals)
+    wrt = [i for i, (nz, always) in enumerate(zip(nonzeros, marked, strict=True))
+           if (nz or always) and _inexact(jax.typeof(primals[i]))]
     out_avals = choice.out_avals
     out_nz = [_inexact(a) for a in out_avals]
     variants = _shared(choice.grad_functions)
@@ -335,7 +352,8 @@ def _per_platform_linearize(is_vjp, nonzeros, *primals, choice):
     linear = _Linear(_Choice(backward, backward, ct_avals), len(residuals), out_avals, out_nz)
 
     def linearized(residuals, *tangents):
-        nz_tangents = _linear_p.bind(*residuals, *(tangents[i] for i in wrt), linear=linear)
+        tangents_in = (ad.instantiate_zeros(tangents[i]) for i in wrt)  # a marked one may be zero
+        nz_tangents = _linear_p.bind(*residuals, *tangents_in, linear=linear)
         it = iter(nz_tangents)
         return [next(it) if nz else ad.Zero(a.to_tangent_aval())
                 for a, nz in zip(out_avals, out_nz, strict=True)]

@@ -222,3 +222,36 @@ def test_a_cpu_training_step_is_the_cpu_variants_program():
     want_value, want = step("in_loop")(params, xs)
     np.testing.assert_allclose(value, want_value, rtol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads, want)
+
+
+def test_always_differentiate_leaves_the_gradients_and_checks_its_positions():
+    """A marked argument is linearized in even where nothing differentiated reaches it (a
+    scan's initial carry); gradients are those of the running platform's variant, and the
+    marked argument gets none it did not have."""
+    def make(platform):
+        scale = 2.0 if platform == "cpu" else 3.0
+
+        def run(w, h0):
+            return jax.lax.scan(lambda h, x: (jnp.tanh(w * h + x), h), h0, jnp.arange(4.0))
+
+        return lambda w, h0: jax.tree.map(lambda a: scale * a, run(w, h0))
+
+    def loss(w, h0, marked):
+        final, ys = per_platform(make, w, h0, always_differentiate=marked)
+        return jnp.sum(ys) + final
+
+    def cpu_loss(w, h0):
+        final, ys = make("cpu")(w, h0)
+        return jnp.sum(ys) + final
+
+    w, h0 = jnp.float32(0.3), jnp.float32(0.0)
+    want = jax.grad(cpu_loss)(w, h0)
+    np.testing.assert_allclose(jax.jit(jax.grad(lambda w: loss(w, h0, ())))(w), want, rtol=1e-6)
+    np.testing.assert_allclose(jax.jit(jax.grad(lambda w: loss(w, h0, (1,))))(w), want,
+                               rtol=1e-6)
+    both = jax.jit(jax.grad(lambda w, h: loss(w, h, (1,)), argnums=(0, 1)))(w, h0)
+    want_both = jax.grad(cpu_loss, argnums=(0, 1))(w, h0)
+    np.testing.assert_allclose(both, want_both, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"always_differentiate=\(2,\); expected positions of "
+                                         r"the 2 args"):
+        loss(w, h0, (2,))
