@@ -16,7 +16,10 @@ platform given the CPU's forward-pass choices (``jaxrnn.tuning.TUNING["cpu"]`` w
 tracing machine's platform would build on a CPU: nothing is staged per platform. The row then
 holds both, their ratio, and whether the two CPU modules are the same (source locations aside).
 Alternating in one process matters: across processes, the compile time of one and the same
-module moved by up to 15% on a shared 2-core machine.
+module moved by up to 15% on a shared 2-core machine. As the machine's speed drifts during a
+run, the row also gives the median over repeats of each repeat's ratio (``paired``: the two
+tables measured back to back) and the median difference of trace + lower time, the part that
+does not depend on XLA (a module's compile time depends only on the module).
 """
 
 from __future__ import annotations
@@ -103,6 +106,15 @@ def measure(name, shape, kind, repeats, tables) -> dict:
         row["same_module"] = digests["current"] == digests["cpu_only"]
         row["ratio"] = (row["current"]["cpu_ms_sum_of_medians"]
                         / row["cpu_only"]["cpu_ms_sum_of_medians"])
+        totals = {label: [sum(v) for v in zip(*by_phase.values(), strict=True)]
+                  for label, by_phase in samples.items()}
+        row["paired_ratio_median"] = statistics.median(
+            c / o for c, o in zip(totals["current"], totals["cpu_only"], strict=True))
+        front = {label: [t + lo for t, lo in zip(by_phase["trace"], by_phase["lower"],
+                                                 strict=True)]
+                 for label, by_phase in samples.items()}
+        row["trace_lower_ms_paired_difference_median"] = statistics.median(
+            c - o for c, o in zip(front["current"], front["cpu_only"], strict=True))
     return row
 
 
@@ -115,7 +127,8 @@ def describe(row) -> str:
                 f"{phase} {r[f'{phase}_cpu_ms_median']:.0f}" for phase in PHASES) + ")")
     text = f"{row['cell']} {'x'.join(map(str, row['shape']))} {row['kind']}: " + "; ".join(parts)
     if "ratio" in row:
-        text += (f"; current/cpu_only {row['ratio']:.3f}, "
+        text += (f"; current/cpu_only {row['ratio']:.3f} (paired {row['paired_ratio_median']:.3f}"
+                 f", trace+lower {row['trace_lower_ms_paired_difference_median']:+.0f} ms), "
                  f"{'same' if row['same_module'] else 'different'} module")
     return text
 
