@@ -16,10 +16,9 @@ platform given the CPU's forward-pass choices (``jaxrnn.tuning.TUNING["cpu"]`` w
 tracing machine's platform would build on a CPU: nothing is staged per platform. The row then
 holds both, their ratio, and whether the two CPU modules are the same (source locations aside).
 Alternating in one process matters: across processes, the compile time of one and the same
-module moved by up to 15% on a shared 2-core machine. As the machine's speed drifts during a
-run, the row also gives the median over repeats of each repeat's ratio (``paired``: the two
-tables measured back to back) and the median difference of trace + lower time, the part that
-does not depend on XLA (a module's compile time depends only on the module).
+module moved by up to 15% on a shared 2-core machine. The row also gives the median over
+repeats of the difference in trace + lower time between the two tables, measured back to back:
+the part of the cost that does not go through XLA, and much less noisy than compile time.
 """
 
 from __future__ import annotations
@@ -106,10 +105,6 @@ def measure(name, shape, kind, repeats, tables) -> dict:
         row["same_module"] = digests["current"] == digests["cpu_only"]
         row["ratio"] = (row["current"]["cpu_ms_sum_of_medians"]
                         / row["cpu_only"]["cpu_ms_sum_of_medians"])
-        totals = {label: [sum(v) for v in zip(*by_phase.values(), strict=True)]
-                  for label, by_phase in samples.items()}
-        row["paired_ratio_median"] = statistics.median(
-            c / o for c, o in zip(totals["current"], totals["cpu_only"], strict=True))
         front = {label: [t + lo for t, lo in zip(by_phase["trace"], by_phase["lower"],
                                                  strict=True)]
                  for label, by_phase in samples.items()}
@@ -127,8 +122,8 @@ def describe(row) -> str:
                 f"{phase} {r[f'{phase}_cpu_ms_median']:.0f}" for phase in PHASES) + ")")
     text = f"{row['cell']} {'x'.join(map(str, row['shape']))} {row['kind']}: " + "; ".join(parts)
     if "ratio" in row:
-        text += (f"; current/cpu_only {row['ratio']:.3f} (paired {row['paired_ratio_median']:.3f}"
-                 f", trace+lower {row['trace_lower_ms_paired_difference_median']:+.0f} ms), "
+        text += (f"; current/cpu_only {row['ratio']:.3f} (trace+lower "
+                 f"{row['trace_lower_ms_paired_difference_median']:+.0f} ms), "
                  f"{'same' if row['same_module'] else 'different'} module")
     return text
 
