@@ -12,7 +12,9 @@ for the backward pass must have one type on every platform: where the variants' 
 differ they get slots of their own, which the other platforms' variants fill with zeros. The
 forward pass and the backward pass (the transposition) are staged out again, so the backward
 pass of a variant is traced only when the program is lowered for its platform. Forward-mode AD
-(``jax.jvp``) traces every variant's derivative at once (``jax.lax.platform_dependent``).
+(``jax.jvp``, and ``jax.linearize``, whose linear map runs forwards) and differentiation through
+``jax.checkpoint`` (which differentiates its body with forward-mode rules) trace every variant's
+derivative at once (``jax.lax.platform_dependent``): correct, but each is traced and lowered.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def per_platform(make: Callable[[str], Callable[..., Any]], *args: Any,
     Differentiated, the variants of ``make_grad`` run. In reverse mode (``jax.grad``,
     ``jax.vjp``) each distinct one is linearized when the program is traced and its backward
     pass is traced only when it is lowered for that variant's platforms (module docstring);
-    ``jax.jvp`` traces every variant's derivative at once.
+    ``jax.jvp``, ``jax.linearize`` and a ``jax.checkpoint`` around the call trace every
+    variant's derivative at once.
 
     Args:
       make: platform name -> function of ``args``.
@@ -82,6 +85,9 @@ def per_platform(make: Callable[[str], Callable[..., Any]], *args: Any,
         with a carry whose tangent is known to be nonzero, ``jax.lax.scan`` linearizes its
         body once instead of searching for a fixed point in two passes.
     """
+    if any(not 0 <= i < len(args) for i in always_differentiate):
+        raise ValueError(f"jaxrnn.tuning.per_platform: always_differentiate="
+                         f"{always_differentiate!r}; expected positions of the {len(args)} args")
     names = (*PLATFORMS, "default")
     forward = {name: make(name) for name in names}
     grad = forward if make_grad is None else {name: make_grad(name) for name in names}
@@ -89,9 +95,6 @@ def per_platform(make: Callable[[str], Callable[..., Any]], *args: Any,
     if all(fn is default for fn in (*forward.values(), *grad.values())):
         return default(*args)
     flat, in_tree = jax.tree.flatten(args)
-    if any(not 0 <= i < len(args) for i in always_differentiate):
-        raise ValueError(f"jaxrnn.tuning.per_platform: always_differentiate="
-                         f"{always_differentiate!r}; expected positions of the {len(args)} args")
     marked = tuple(i in always_differentiate for i, arg in enumerate(args)
                    for _ in jax.tree.leaves(arg))
     if callable(out_shape):
@@ -257,9 +260,7 @@ def _traced_vjp(fn, primals, wrt):
         trees.append(tree)
         return [*outs, *residuals]
 
-    avals = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type)
-             for a in map(jax.typeof, primals)]
-    return jax.make_jaxpr(forward)(*avals), trees[0]
+    return jax.make_jaxpr(forward)(*primals), trees[0]  # their full types (e.g. varying axes)
 
 
 def _residual_slots(residual_avals: dict[int, list]) -> tuple[tuple, dict[int, list[int]]]:
@@ -271,11 +272,10 @@ def _residual_slots(residual_avals: dict[int, list]) -> tuple[tuple, dict[int, l
         taken: set[int] = set()
         where[key] = []
         for aval in avals:
-            kind = (aval.shape, aval.dtype)
-            slot = next((s for s, have in enumerate(slots)
-                         if s not in taken and (have.shape, have.dtype) == kind), None)
+            slot = next((s for s, have in enumerate(slots) if s not in taken and have == aval),
+                        None)
             if slot is None:
-                slots.append(jax.core.ShapedArray(aval.shape, aval.dtype))
+                slots.append(aval)
                 slot = len(slots) - 1
             taken.add(slot)
             where[key].append(slot)
@@ -289,7 +289,8 @@ def _forward_with_residuals(closed, n_out: int, where: list[int], slots: tuple):
         placed: list[Any] = [None] * len(slots)
         for slot, value in zip(where, values[n_out:], strict=True):
             placed[slot] = value
-        return [*values[:n_out], *(jnp.zeros(a.shape, a.dtype) if value is None else value
+        # zeros of the slot's full type (its sharding and varying manual axes included)
+        return [*values[:n_out], *(ad.instantiate_zeros(ad.Zero(a)) if value is None else value
                                    for value, a in zip(placed, slots, strict=True))]
 
     return run
@@ -311,9 +312,10 @@ def _backward(tree, where: list[int], n_slots: int, out_avals: tuple, out_nz: li
 class _Linear:
     """What a linear operation of a linearized :func:`per_platform` call transposes to."""
 
-    def __init__(self, backward: _Choice, n_res: int, out_avals: tuple, out_nz: list[bool]):
+    def __init__(self, backward: _Choice, n_res: int, out_types: tuple, out_nz: list[bool]):
         self.backward, self.n_res = backward, n_res
-        self.tangent_avals = tuple(a for a, nz in zip(out_avals, out_nz, strict=True) if nz)
+        self.tangent_avals = tuple(a.to_tangent_aval()
+                                   for a, nz in zip(out_types, out_nz, strict=True) if nz)
 
 
 def _per_platform_linearize(is_vjp, nonzeros, *primals, choice):
@@ -333,9 +335,12 @@ def _per_platform_linearize(is_vjp, nonzeros, *primals, choice):
         n = len(residuals)
         run = _backward(tree, list(range(n)), n, out_avals, out_nz)
         backward = {name: run for name in names}
+        out_types = tuple(map(jax.typeof, outs))
     else:
         traced = {key: _traced_vjp(fn, primals, wrt) for key, (fn, _) in variants.items()}
         n_out = len(out_avals)
+        # the outputs' full types (varying manual axes under jax.shard_map included)
+        out_types = next(iter(traced.values()))[0].out_avals[:n_out]
         slots, where = _residual_slots(
             {key: closed.out_avals[n_out:] for key, (closed, _) in traced.items()})
         forward, backward = {}, {}
@@ -345,11 +350,10 @@ def _per_platform_linearize(is_vjp, nonzeros, *primals, choice):
             run_backward = _backward(tree, where[key], len(slots), out_avals, out_nz)
             for name in names:
                 forward[name], backward[name] = run_forward, run_backward
-        values = _Choice(forward, forward, (*out_avals, *slots)).call(*primals)
+        values = _Choice(forward, forward, (*out_types, *slots)).call(*primals)
         outs, residuals = values[:n_out], values[n_out:]
-    ct_avals = tuple(jax.core.ShapedArray(a.shape, a.dtype)
-                     for a in (jax.typeof(primals[i]) for i in wrt))
-    linear = _Linear(_Choice(backward, backward, ct_avals), len(residuals), out_avals, out_nz)
+    ct_avals = tuple(jax.typeof(primals[i]).to_tangent_aval() for i in wrt)
+    linear = _Linear(_Choice(backward, backward, ct_avals), len(residuals), out_types, out_nz)
 
     def linearized(residuals, *tangents):
         tangents_in = (ad.instantiate_zeros(tangents[i]) for i in wrt)  # a marked one may be zero

@@ -202,8 +202,9 @@ def test_a_training_step_traces_one_strategy_where_the_platforms_agree(make, bat
 
 def test_a_cpu_training_step_is_the_cpu_variants_program():
     """minGRU trains in_loop on a CPU and hoisted elsewhere: the CPU module of its training step
-    has no platform branch, and compiles to the memory footprint of in_loop alone (the hoisted
-    variant's residual slots, zeros on a CPU, are removed), with in_loop's gradients."""
+    has no platform branch (reverse mode through jax.lax.platform_dependent would leave one),
+    compiles to the memory footprint of in_loop alone (the hoisted variant's residual slots,
+    zeros on a CPU, are removed) and gives in_loop's gradients."""
     cell = jaxrnn.MinGRU(4)
     params = cell.init(jax.random.PRNGKey(0), 3)
     xs = jax.random.normal(jax.random.PRNGKey(1), (8, 5, 3))
@@ -255,3 +256,27 @@ def test_always_differentiate_leaves_the_gradients_and_checks_its_positions():
     with pytest.raises(ValueError, match=r"always_differentiate=\(2,\); expected positions of "
                                          r"the 2 args"):
         loss(w, h0, (2,))
+
+    def backward_outputs(marked):  # the staged backward pass returns one cotangent per input
+        jaxpr = jax.make_jaxpr(jax.grad(lambda w: loss(w, h0, marked)))(w).jaxpr
+        staged = [e for e in jaxpr.eqns if e.primitive.name == "jaxrnn_per_platform"]
+        return len(staged[-1].outvars)
+
+    assert backward_outputs(()) == 1 and backward_outputs((1,)) == 2
+
+
+def test_reverse_mode_under_shard_map_keeps_the_varying_axes():
+    """Inside ``jax.shard_map`` (varying manual axes checked), variants with different residuals
+    differentiate to the CPU variant's gradient, and export for other platforms."""
+    mesh = jax.make_mesh((1,), ("x",), axis_types=(jax.sharding.AxisType.Auto,))
+    cpu = lambda x: 2.0 * jnp.sin(x)  # noqa: E731
+    other = lambda x: jnp.sin(x) * jnp.exp(x) * jnp.tanh(x)  # noqa: E731 (more residuals)
+
+    def g(x):
+        return per_platform(lambda p: cpu if p == "cpu" else other, x)
+
+    sharded = jax.shard_map(g, mesh=mesh, in_specs=jax.P("x"), out_specs=jax.P("x"))
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(sharded(x) ** 2)))
+    x = jnp.linspace(0.1, 1.0, 4)
+    np.testing.assert_allclose(grad(x), jax.grad(lambda x: jnp.sum(cpu(x) ** 2))(x), rtol=1e-6)
+    jax.export.export(grad, platforms=("cpu", "cuda"))(x)
