@@ -265,7 +265,8 @@ def _traced_vjp(fn, primals, wrt):
 
 def _residual_slots(residual_avals: dict[int, list]) -> tuple[tuple, dict[int, list[int]]]:
     """One tuple of residual slots for all variants: each variant's residuals are placed in
-    slots of their shape and dtype, sharing those of the other variants where they can."""
+    slots of their type (shape, dtype, sharding, varying manual axes), sharing those of the
+    other variants where they can."""
     slots: list = []
     where: dict[int, list[int]] = {}
     for key, avals in residual_avals.items():
