@@ -91,9 +91,9 @@ def per_platform(make: Callable[[str], Callable[..., Any]], *args: Any,
     names = (*PLATFORMS, "default")
     forward = {name: make(name) for name in names}
     grad = forward if make_grad is None else {name: make_grad(name) for name in names}
+    if (only := _only_function(forward, grad)) is not None:
+        return only(*args)
     default = forward["default"]
-    if all(fn is default for fn in (*forward.values(), *grad.values())):
-        return default(*args)
     flat, in_tree = jax.tree.flatten(args)
     marked = tuple(i in always_differentiate for i, arg in enumerate(args)
                    for _ in jax.tree.leaves(arg))
@@ -105,11 +105,8 @@ def per_platform(make: Callable[[str], Callable[..., Any]], *args: Any,
     out_avals = tuple(jax.core.ShapedArray(leaf.shape, leaf.dtype) for leaf in out_leaves)
 
     def flat_functions(variants):
-        served: dict[int, list[str]] = {}
-        for name, fn in variants.items():
-            served.setdefault(id(fn), []).append(name)
-        wrapped = {key: _flat_function(variants[shared[0]], "/".join(shared), in_tree, out_tree,
-                                       out_avals) for key, shared in served.items()}
+        wrapped = {key: _flat_function(fn, "/".join(names), in_tree, out_tree, out_avals)
+                   for key, (fn, names) in _shared(variants).items()}
         return {name: wrapped[id(fn)] for name, fn in variants.items()}
 
     flat_forward = flat_functions(forward)
@@ -164,10 +161,8 @@ class _Choice:
 
     def call(self, *leaves) -> list[Any]:
         """The variants on ``leaves``: staged out, unless every platform runs one function."""
-        default = self.functions["default"]
-        if all(fn is default for fn in (*self.functions.values(),
-                                        *self.grad_functions.values())):
-            return default(*leaves)
+        if (only := _only_function(self.functions, self.grad_functions)) is not None:
+            return only(*leaves)
         return _per_platform_p.bind(*leaves, choice=self)
 
     def vmapped(self, in_axes, size: int) -> _Choice:
@@ -181,6 +176,12 @@ class _Choice:
         out_avals = tuple(jax.core.ShapedArray((size, *a.shape), a.dtype) for a in self.out_avals)
         return _Choice(vmap_all(self.functions), vmap_all(self.grad_functions), out_avals,
                        self.always_differentiate)
+
+
+def _only_function(*tables: dict[str, Callable]) -> Callable | None:
+    """The one function every platform of these platform -> function tables runs, if any."""
+    only = tables[0]["default"]
+    return only if all(fn is only for table in tables for fn in table.values()) else None
 
 
 def _shared(functions: dict[str, Callable]) -> dict[int, tuple[Callable, list[str]]]:
